@@ -1,0 +1,27 @@
+//! `drop`: removes columns.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{Arity, Input, OpError, Operator, one, require_columns};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drop {
+    pub columns: Vec<String>,
+}
+
+impl Operator for Drop {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        require_columns(
+            &input.schema,
+            self.columns.iter().enumerate().map(|(i, c)| (format!("columns[{i}]"), c.as_str())),
+        )?;
+        Ok(input.frame.drop(cols(self.columns.iter().map(String::as_str))))
+    }
+}

@@ -1,0 +1,31 @@
+//! `drop_nulls`: removes rows with a null in `subset` (or in any column).
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{Arity, Input, OpError, Operator, one, require_columns};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropNulls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<Vec<String>>,
+}
+
+impl Operator for DropNulls {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        let subset = match &self.subset {
+            Some(s) => {
+                require_columns(&input.schema, s.iter().enumerate().map(|(i, c)| (format!("subset[{i}]"), c.as_str())))?;
+                Some(cols(s.iter().map(String::as_str)))
+            }
+            None => None,
+        };
+        Ok(input.frame.drop_nulls(subset))
+    }
+}

@@ -1,0 +1,151 @@
+//! Expressions: SQL expression strings, evaluated by Polars SQL.
+//!
+//! They are parsed with the same parser Polars SQL uses (sqlparser, generic
+//! dialect) when a pipeline is submitted, so a typo fails validation instead
+//! of a run. Once the input schema is known, the column names an expression
+//! uses are checked against it, which gives a better message than Polars'
+//! own ("did you mean").
+
+use std::ops::ControlFlow;
+
+use polars::prelude::Schema;
+use sqlparser::ast::{Expr as SqlExpr, visit_expressions};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+use crate::{OpError, unknown_column};
+
+/// What an expression is expected to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExprKind {
+    /// One value per row (derive, select, filter predicates, row checks).
+    Row,
+    /// One value per group (aggregate, conditional edges).
+    Aggregate,
+    /// Either: assert checks are row checks unless they aggregate.
+    Any,
+}
+
+/// Aggregate functions of Polars SQL; used to tell an aggregate check from a
+/// row check and to reject aggregates where one value per row is needed.
+const AGGREGATES: &[&str] = &[
+    "count", "sum", "avg", "mean", "min", "max", "median", "first", "last", "stddev", "stddev_samp",
+    "stdev", "stdev_samp", "variance", "var", "var_samp", "quantile_cont", "quantile_disc", "array_agg",
+    "string_agg", "bool_and", "bool_or", "every", "any_value", "covar", "corr", "n_unique",
+];
+
+/// Parses an expression; the error is the parser's message.
+pub fn parse(text: &str) -> Result<SqlExpr, String> {
+    if text.trim().is_empty() {
+        return Err("expression is empty".to_string());
+    }
+    let mut parser = Parser::new(&GenericDialect).try_with_sql(text).map_err(|e| clean(e.to_string()))?;
+    let expr = parser.parse_expr().map_err(|e| clean(e.to_string()))?;
+    // Anything left over ("a > 1 b") is a syntax error, not a second expression.
+    let next = parser.peek_token();
+    if next.token != sqlparser::tokenizer::Token::EOF {
+        return Err(format!("unexpected \"{}\" at {}", next.token, next.span.start));
+    }
+    Ok(expr)
+}
+
+fn clean(msg: String) -> String {
+    msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string()
+}
+
+/// Whether the expression calls an aggregate function.
+pub fn is_aggregate(expr: &SqlExpr) -> bool {
+    let mut found = false;
+    let _ = visit_expressions(expr, |e| {
+        if let SqlExpr::Function(f) = e {
+            let name = f.name.to_string().to_lowercase();
+            // A window function (`sum(x) OVER (...)`) is one value per row.
+            if f.over.is_none() && AGGREGATES.contains(&name.as_str()) {
+                found = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Column names the expression refers to (plain identifiers only; qualified
+/// names are left to Polars).
+pub fn columns(expr: &SqlExpr) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = visit_expressions(expr, |e| {
+        if let SqlExpr::Identifier(id) = e {
+            if !out.contains(&id.value) {
+                out.push(id.value.clone());
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// Parses and checks an expression against the kind expected of it.
+pub fn check_syntax(text: &str, kind: ExprKind) -> Result<SqlExpr, String> {
+    let expr = parse(text)?;
+    match kind {
+        ExprKind::Row if is_aggregate(&expr) => {
+            Err("aggregate functions are not allowed here; use an aggregate node".to_string())
+        }
+        ExprKind::Aggregate if !is_aggregate(&expr) && has_columns_outside_aggregates(&expr) => {
+            Err("expression must aggregate (e.g. sum(x), count(*)) to yield one value".to_string())
+        }
+        _ => Ok(expr),
+    }
+}
+
+/// Whether a column is used outside any aggregate call; `count(*) > 0` uses
+/// none, `amount > 0` does.
+fn has_columns_outside_aggregates(expr: &SqlExpr) -> bool {
+    !columns(expr).is_empty() && !is_aggregate(expr)
+}
+
+/// Checks that every column the expression names exists in the schema.
+pub fn check_columns(field: &str, text: &str, schema: &Schema) -> Result<(), OpError> {
+    let expr = parse(text).map_err(|m| OpError::config(field, format!("expression does not parse: {m}")))?;
+    for name in columns(&expr) {
+        if schema.get(&name).is_none() {
+            return Err(unknown_column(field, &name, schema));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_finds_columns() {
+        let e = parse("status <> 'cancelled' AND quantity > 0").unwrap();
+        assert_eq!(columns(&e), vec!["status", "quantity"]);
+        assert!(!is_aggregate(&e));
+        let e = parse("count(*) > 0").unwrap();
+        assert!(is_aggregate(&e));
+        assert!(columns(&e).is_empty());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse("quantity >").is_err());
+        assert!(parse("a > 1 b").is_err());
+        assert!(parse("").is_err());
+        assert_eq!(
+            check_syntax("sum(x)", ExprKind::Row).unwrap_err(),
+            "aggregate functions are not allowed here; use an aggregate node"
+        );
+        assert!(check_syntax("x > 1", ExprKind::Aggregate).is_err());
+        assert!(check_syntax("count(*) > 0", ExprKind::Aggregate).is_ok());
+    }
+
+    #[test]
+    fn window_functions_are_rows() {
+        let e = parse("sum(x) OVER (PARTITION BY g)").unwrap();
+        assert!(!is_aggregate(&e));
+    }
+}

@@ -1,0 +1,29 @@
+//! `filter`: keeps the rows for which `predicate` is true (null is false).
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::sqlutil::{INPUT, over};
+use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub predicate: String,
+}
+
+impl Operator for Filter {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn expressions(&self) -> Vec<ExprRef> {
+        vec![ExprRef { field: "predicate".into(), text: self.predicate.clone(), kind: ExprKind::Row }]
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        expr::check_columns("predicate", &self.predicate, &input.schema)?;
+        Ok(over(input.frame, &format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate))?)
+    }
+}

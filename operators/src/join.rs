@@ -1,0 +1,137 @@
+//! `join`: two inputs, left then right (input order), on equal keys.
+
+use polars::prelude::*;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{Arity, Input, OpError, Operator, require_columns};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Join {
+    #[serde(default)]
+    pub how: How,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    pub left_on: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    pub right_on: Option<Vec<String>>,
+    #[serde(default = "default_suffix")]
+    pub suffix: String,
+}
+
+fn default_suffix() -> String {
+    "_right".into()
+}
+
+/// Accepts `"id"` as well as `["id"]`.
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(d)?.map(|v| match v {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    #[default]
+    Inner,
+    Left,
+    Right,
+    Full,
+    Semi,
+    Anti,
+    Cross,
+}
+
+impl Join {
+    fn keys(&self) -> (Vec<String>, Vec<String>, &'static str, &'static str) {
+        match (&self.on, &self.left_on, &self.right_on) {
+            (Some(on), _, _) => (on.clone(), on.clone(), "on", "on"),
+            (None, l, r) => (l.clone().unwrap_or_default(), r.clone().unwrap_or_default(), "leftOn", "rightOn"),
+        }
+    }
+}
+
+impl Operator for Join {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
+    }
+
+    fn validate(&self) -> Result<(), OpError> {
+        let has_on = self.on.is_some();
+        let has_lr = self.left_on.is_some() || self.right_on.is_some();
+        if self.how == How::Cross {
+            if has_on || has_lr {
+                return Err(OpError::config("how", "a cross join takes no keys; remove \"on\"/\"leftOn\"/\"rightOn\""));
+            }
+            return Ok(());
+        }
+        if has_on && has_lr {
+            return Err(OpError::config("on", "give either \"on\" or \"leftOn\" + \"rightOn\", not both"));
+        }
+        if !has_on && !has_lr {
+            return Err(OpError::config("on", "a join needs \"on\" or \"leftOn\" + \"rightOn\""));
+        }
+        let (l, r, _, _) = self.keys();
+        if l.is_empty() {
+            return Err(OpError::config(if has_on { "on" } else { "leftOn" }, "join keys are empty"));
+        }
+        if l.len() != r.len() {
+            return Err(OpError::config(
+                "rightOn",
+                format!("\"leftOn\" has {} columns but \"rightOn\" has {}", l.len(), r.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, mut inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let right = inputs.pop().expect("arity checked");
+        let left = inputs.pop().expect("arity checked");
+        if self.how == How::Cross {
+            return Ok(left.frame.cross_join(right.frame, Some(self.suffix.as_str().into())));
+        }
+        let (l, r, lf_field, rf_field) = self.keys();
+        require_columns(&left.schema, l.iter().enumerate().map(|(i, c)| (format!("{lf_field}[{i}]"), c.as_str())))?;
+        require_columns(&right.schema, r.iter().enumerate().map(|(i, c)| (format!("{rf_field}[{i}]"), c.as_str())))?;
+        for (i, (a, b)) in l.iter().zip(&r).enumerate() {
+            let (ta, tb) = (&left.schema.get(a).unwrap(), &right.schema.get(b).unwrap());
+            if ta != tb && !(ta.is_primitive_numeric() && tb.is_primitive_numeric()) {
+                return Err(OpError::config(
+                    format!("{rf_field}[{i}]"),
+                    format!("cannot join \"{a}\" ({ta}) with \"{b}\" ({tb}): the key types differ; cast one first"),
+                ));
+            }
+        }
+        let how = match self.how {
+            How::Inner => JoinType::Inner,
+            How::Left => JoinType::Left,
+            How::Right => JoinType::Right,
+            How::Full => JoinType::Full,
+            How::Semi => JoinType::Semi,
+            How::Anti => JoinType::Anti,
+            How::Cross => unreachable!("handled above"),
+        };
+        let lk: Vec<Expr> = l.iter().map(|c| col(c.as_str())).collect();
+        let rk: Vec<Expr> = r.iter().map(|c| col(c.as_str())).collect();
+        Ok(left
+            .frame
+            .join_builder()
+            .with(right.frame)
+            .how(how)
+            .left_on(lk)
+            .right_on(rk)
+            .suffix(self.suffix.as_str())
+            // One key column for full joins, as a SQL user expects.
+            .coalesce(JoinCoalesce::CoalesceColumns)
+            .finish())
+    }
+}

@@ -1,0 +1,325 @@
+//! Operators of the mudrock engine: what a pipeline's `operator` nodes can do.
+//!
+//! Each operator lives in its own file as a serde config struct (with
+//! `deny_unknown_fields`, so a typo in the editor is an error rather than a
+//! silently ignored option) that also implements the small [`Operator`]
+//! runtime trait. [`REGISTRY`] lists them all; the engine knows operators only
+//! through it. Operators build Polars lazy frames and never collect unless
+//! they must (pivot needs its column values, assert inspects its data), so
+//! Polars can optimise across node boundaries.
+
+use std::fmt;
+
+use polars::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub mod dtype;
+pub mod expr;
+pub mod sqlutil;
+
+mod aggregate;
+mod assert;
+mod cast;
+mod distinct;
+mod drop;
+mod drop_nulls;
+mod fill_null;
+mod filter;
+mod join;
+mod limit;
+mod pivot;
+mod rename;
+mod select;
+mod sort;
+mod sql;
+mod union;
+mod unpivot;
+mod derive;
+
+pub use expr::ExprKind;
+
+/// How many inputs an operator takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl Arity {
+    /// The smallest number of inputs that lets the operator run.
+    pub fn min(self) -> usize {
+        match self {
+            Arity::Exactly(n) | Arity::AtLeast(n) => n,
+        }
+    }
+
+    /// The largest number of inputs it accepts, if bounded.
+    pub fn max(self) -> Option<usize> {
+        match self {
+            Arity::Exactly(n) => Some(n),
+            Arity::AtLeast(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Arity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arity::Exactly(1) => write!(f, "1 input"),
+            Arity::Exactly(n) => write!(f, "{n} inputs"),
+            Arity::AtLeast(1) => write!(f, "at least 1 input"),
+            Arity::AtLeast(n) => write!(f, "at least {n} inputs"),
+        }
+    }
+}
+
+/// One input of an operator: the upstream node's id and its lazy frame.
+#[derive(Clone)]
+pub struct Input {
+    /// Id of the node that produced it; the `sql` operator's table name.
+    pub name: String,
+    pub frame: LazyFrame,
+    /// The frame's schema, resolved by the engine before building.
+    pub schema: SchemaRef,
+}
+
+/// An expression inside a config, listed so it can be parsed at submission.
+#[derive(Debug, Clone)]
+pub struct ExprRef {
+    /// Path below the node's `config`, e.g. `columns[2].expr`.
+    pub field: String,
+    pub text: String,
+    pub kind: ExprKind,
+}
+
+/// Why an operator could not be built or run. `field` is the path below the
+/// node's `config` that the problem is about, when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The config refers to something the data does not have.
+    #[error("{message}")]
+    Config { field: String, message: String },
+    /// Polars refused the plan or failed while computing it.
+    #[error("{0}")]
+    Polars(#[from] PolarsError),
+    /// An `assert` found data that breaks its checks.
+    #[error("{0}")]
+    CheckFailed(String),
+}
+
+impl OpError {
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        OpError::Config { field: field.into(), message: message.into() }
+    }
+
+    /// The config field the error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            OpError::Config { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Serialises a config back to JSON; blanket-implemented for every config so
+/// the engine can hash the canonical form (defaults filled in).
+pub trait ConfigJson {
+    fn config_json(&self) -> Value;
+}
+
+impl<T: Serialize> ConfigJson for T {
+    fn config_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The runtime side of an operator. Implemented by its config struct.
+pub trait Operator: ConfigJson + Send + Sync + fmt::Debug {
+    fn arity(&self) -> Arity;
+
+    /// Expressions in the config, parsed at submission.
+    fn expressions(&self) -> Vec<ExprRef> {
+        Vec::new()
+    }
+
+    /// Checks that need no data: called at submission after parsing.
+    fn validate(&self) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    /// Builds the output frame. Inputs come in the pipeline's input order.
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError>;
+
+    /// Operators that must look at their materialised output (assert) say so.
+    fn needs_check(&self) -> bool {
+        false
+    }
+
+    /// Inspects the materialised output; only called when `needs_check`.
+    fn check(&self, _df: &DataFrame) -> Result<(), OpError> {
+        Ok(())
+    }
+}
+
+/// A config problem found while parsing a node's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path below `config` (`predicate`, `columns[0].dtype`); empty for the
+    /// config itself.
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// One registry entry.
+pub struct OperatorSpec {
+    pub name: &'static str,
+    /// Bumped whenever the operator's semantics change: part of the cache key.
+    pub version: u32,
+    parse: fn(&Value, &'static str) -> Result<Box<dyn Operator>, ConfigError>,
+}
+
+impl OperatorSpec {
+    /// Parses a node config (with its `operator` field already removed).
+    pub fn parse(&self, config: &Value) -> Result<Box<dyn Operator>, ConfigError> {
+        let op = (self.parse)(config, self.name)?;
+        op.validate().map_err(|e| ConfigError {
+            field: e.field().unwrap_or("").to_string(),
+            message: e.to_string(),
+            hint: None,
+        })?;
+        Ok(op)
+    }
+}
+
+impl fmt::Debug for OperatorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+const fn spec<C: Operator + DeserializeOwned + 'static>(name: &'static str, version: u32) -> OperatorSpec {
+    OperatorSpec { name, version, parse: parse_config::<C> }
+}
+
+/// The one list of operators.
+pub static REGISTRY: &[OperatorSpec] = &[
+    spec::<filter::Filter>("filter", 1),
+    spec::<select::Select>("select", 1),
+    spec::<derive::Derive>("derive", 1),
+    spec::<rename::Rename>("rename", 1),
+    spec::<drop::Drop>("drop", 1),
+    spec::<cast::Cast>("cast", 1),
+    spec::<aggregate::Aggregate>("aggregate", 1),
+    spec::<join::Join>("join", 1),
+    spec::<union::Union>("union", 1),
+    spec::<sort::Sort>("sort", 1),
+    spec::<limit::Limit>("limit", 1),
+    spec::<distinct::Distinct>("distinct", 1),
+    spec::<fill_null::FillNull>("fill_null", 1),
+    spec::<drop_nulls::DropNulls>("drop_nulls", 1),
+    spec::<pivot::Pivot>("pivot", 1),
+    spec::<unpivot::Unpivot>("unpivot", 1),
+    spec::<sql::Sql>("sql", 1),
+    spec::<assert::Assert>("assert", 1),
+];
+
+/// Finds an operator by name.
+pub fn lookup(name: &str) -> Option<&'static OperatorSpec> {
+    REGISTRY.iter().find(|s| s.name == name)
+}
+
+/// Names of all operators, in registry order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|s| s.name).collect()
+}
+
+/// `did you mean "x"?` for the closest candidate, if one is close enough.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let given_lower = given.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&given_lower, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean \"{c}\"?"))
+}
+
+fn parse_config<C: Operator + DeserializeOwned + 'static>(
+    config: &Value,
+    operator: &'static str,
+) -> Result<Box<dyn Operator>, ConfigError> {
+    match serde_path_to_error::deserialize::<_, C>(config) {
+        Ok(c) => Ok(Box::new(c)),
+        Err(e) => Err(describe_serde_error(operator, e)),
+    }
+}
+
+/// Turns serde's message into one that names the field and suggests a fix.
+fn describe_serde_error(operator: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let mut field = e.path().to_string();
+    if field == "." {
+        field.clear();
+    }
+    let inner = e.inner().to_string();
+    // serde_json appends " at line x column y", meaningless for a Value.
+    let msg = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(',')).collect();
+        let hint = did_you_mean(name, expected.iter().copied())
+            .or_else(|| (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", "))));
+        let field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+        // serde_path_to_error already includes the unknown key in some versions.
+        let field = field.replace(&format!(".{name}.{name}"), &format!(".{name}"));
+        let field = if field == format!("{name}.{name}") { name.to_string() } else { field };
+        return ConfigError { field, message: format!("unknown field \"{name}\" for operator \"{operator}\""), hint };
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+        return ConfigError { field, message: format!("missing field \"{name}\" for operator \"{operator}\""), hint: None };
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(',')).collect();
+        let hint = did_you_mean(name, expected.iter().copied())
+            .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
+        return ConfigError { field, message: format!("unknown value \"{name}\""), hint };
+    }
+    ConfigError { field, message: msg.replace('`', "\""), hint: None }
+}
+
+/// Checks that every named column exists in `schema`; `field` names where
+/// the names came from, indexed per name (`columns[2]`).
+pub fn require_columns<'a>(
+    schema: &Schema,
+    names: impl IntoIterator<Item = (String, &'a str)>,
+) -> Result<(), OpError> {
+    for (field, name) in names {
+        if schema.get(name).is_none() {
+            return Err(unknown_column(field, name, schema));
+        }
+    }
+    Ok(())
+}
+
+/// The error for a column that is not in the input.
+pub fn unknown_column(field: impl Into<String>, name: &str, schema: &Schema) -> OpError {
+    let hint = did_you_mean(name, schema.iter_names().map(|n| n.as_str()));
+    let message = match hint {
+        Some(h) => format!("unknown column \"{name}\" — {h}"),
+        None => {
+            let cols: Vec<&str> = schema.iter_names().map(|n| n.as_str()).take(12).collect();
+            format!("unknown column \"{name}\"; the input has: {}", cols.join(", "))
+        }
+    };
+    OpError::config(field, message)
+}
+
+/// The single input of a one-input operator.
+pub(crate) fn one(mut inputs: Vec<Input>) -> Input {
+    inputs.swap_remove(0)
+}

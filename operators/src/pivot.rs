@@ -1,0 +1,100 @@
+//! `pivot`: long to wide. One row per `index` combination, one column per
+//! distinct value of `on` (sorted), filled with `aggregate` of `values`.
+//!
+//! Polars' lazy pivot needs the output columns up front, so this operator
+//! collects the distinct `on` values while building: the one operator that
+//! reads data at plan time.
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::join::one_or_many;
+use crate::{Arity, Input, OpError, Operator, one, require_columns};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pivot {
+    #[serde(deserialize_with = "required_one_or_many")]
+    pub index: Vec<String>,
+    pub on: String,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    #[serde(default)]
+    pub aggregate: PivotAgg,
+}
+
+fn required_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(one_or_many(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PivotAgg {
+    #[default]
+    First,
+    Last,
+    Sum,
+    Mean,
+    Median,
+    Min,
+    Max,
+    Count,
+}
+
+impl Operator for Pivot {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        require_columns(&input.schema, self.index.iter().enumerate().map(|(i, c)| (format!("index[{i}]"), c.as_str())))?;
+        require_columns(&input.schema, [("on".to_string(), self.on.as_str())])?;
+        let values: Vec<String> = match &self.values {
+            Some(v) => {
+                require_columns(&input.schema, v.iter().enumerate().map(|(i, c)| (format!("values[{i}]"), c.as_str())))?;
+                v.clone()
+            }
+            None => input
+                .schema
+                .iter_names()
+                .map(|n| n.to_string())
+                .filter(|n| *n != self.on && !self.index.contains(n))
+                .collect(),
+        };
+        if values.is_empty() {
+            return Err(OpError::config("values", "nothing to pivot: every column is in \"index\" or \"on\""));
+        }
+        let on_values = input
+            .frame
+            .clone()
+            .select([col(self.on.as_str())])
+            .unique_stable(None, UniqueKeepStrategy::Any)
+            .sort([self.on.as_str()], SortMultipleOptions::default())
+            .collect()?;
+        let agg = match self.aggregate {
+            PivotAgg::First => element().first(),
+            PivotAgg::Last => element().last(),
+            PivotAgg::Sum => element().sum(),
+            PivotAgg::Mean => element().mean(),
+            PivotAgg::Median => element().median(),
+            PivotAgg::Min => element().min(),
+            PivotAgg::Max => element().max(),
+            PivotAgg::Count => element().count(),
+        };
+        let lf = input.frame.pivot(
+            cols([self.on.as_str()]),
+            Arc::new(on_values),
+            cols(self.index.iter().map(String::as_str)),
+            cols(values.iter().map(String::as_str)),
+            agg,
+            true,
+            "_".into(),
+            polars::frame::PivotColumnNaming::Auto,
+        );
+        // Stable output: rows by index.
+        Ok(lf.sort(self.index.iter().map(String::as_str).collect::<Vec<_>>(), SortMultipleOptions::default()))
+    }
+}

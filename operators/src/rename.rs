@@ -1,0 +1,47 @@
+//! `rename`: renames columns (`{"old": "new"}`); order is kept.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{Arity, Input, OpError, Operator, one, unknown_column};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    pub mapping: BTreeMap<String, String>,
+}
+
+impl Operator for Rename {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn validate(&self) -> Result<(), OpError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (old, new) in &self.mapping {
+            if !seen.insert(new) {
+                return Err(OpError::config(format!("mapping.{old}"), format!("two columns renamed to \"{new}\"")));
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        for (old, new) in &self.mapping {
+            if input.schema.get(old).is_none() {
+                return Err(unknown_column(format!("mapping.{old}"), old, &input.schema));
+            }
+            if input.schema.get(new).is_some() && !self.mapping.contains_key(new) {
+                return Err(OpError::config(
+                    format!("mapping.{old}"),
+                    format!("cannot rename \"{old}\" to \"{new}\": the input already has a column \"{new}\""),
+                ));
+            }
+        }
+        let (old, new): (Vec<_>, Vec<_>) = self.mapping.iter().map(|(o, n)| (o.as_str(), n.as_str())).unzip();
+        Ok(input.frame.rename(old, new, true))
+    }
+}

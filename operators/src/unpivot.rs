@@ -1,0 +1,67 @@
+//! `unpivot`: wide to long. `index` columns stay; the `on` columns (default:
+//! all others) become `variable`/`value` rows.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::join::one_or_many;
+use crate::{Arity, Input, OpError, Operator, one, require_columns};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Unpivot {
+    #[serde(default)]
+    pub index: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    #[serde(default = "variable")]
+    pub variable_name: String,
+    #[serde(default = "value")]
+    pub value_name: String,
+}
+
+fn variable() -> String {
+    "variable".into()
+}
+
+fn value() -> String {
+    "value".into()
+}
+
+impl Operator for Unpivot {
+    fn arity(&self) -> Arity {
+        Arity::Exactly(1)
+    }
+
+    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+        let input = one(inputs);
+        require_columns(&input.schema, self.index.iter().enumerate().map(|(i, c)| (format!("index[{i}]"), c.as_str())))?;
+        let on = match &self.on {
+            Some(on) => {
+                require_columns(&input.schema, on.iter().enumerate().map(|(i, c)| (format!("on[{i}]"), c.as_str())))?;
+                on.clone()
+            }
+            None => input.schema.iter_names().map(|n| n.to_string()).filter(|n| !self.index.contains(n)).collect(),
+        };
+        // Unpivoted columns must share a type; say which differ rather than
+        // letting Polars pick a supertype silently or fail obscurely.
+        let types: Vec<_> = on.iter().map(|c| input.schema.get(c).unwrap().clone()).collect();
+        if let Some(pos) = types.iter().position(|t| t != &types[0]) {
+            if !(types[0].is_primitive_numeric() && types[pos].is_primitive_numeric()) {
+                return Err(OpError::config(
+                    "on",
+                    format!(
+                        "columns to unpivot must share a type: \"{}\" is {} but \"{}\" is {}; cast first",
+                        on[0], types[0], on[pos], types[pos]
+                    ),
+                ));
+            }
+        }
+        Ok(input.frame.unpivot(UnpivotArgsDSL {
+            on: Some(cols(on.iter().map(String::as_str))),
+            index: cols(self.index.iter().map(String::as_str)),
+            variable_name: Some(self.variable_name.as_str().into()),
+            value_name: Some(self.value_name.as_str().into()),
+        }))
+    }
+}
