@@ -1,1 +1,5 @@
-fn main(){}
+//! The `mudrock` binary; everything lives in the library.
+
+fn main() {
+    std::process::exit(mudrock::cli::main());
+}

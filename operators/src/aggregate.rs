@@ -25,7 +25,10 @@ impl Operator for Aggregate {
 
     fn validate(&self) -> Result<(), OpError> {
         if self.aggregations.is_empty() && self.by.is_empty() {
-            return Err(OpError::config("aggregations", "aggregate needs \"by\" columns or at least one aggregation"));
+            return Err(OpError::config(
+                "aggregations",
+                "aggregate needs \"by\" columns or at least one aggregation",
+            ));
         }
         Ok(())
     }
@@ -44,7 +47,13 @@ impl Operator for Aggregate {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(&input.schema, self.by.iter().enumerate().map(|(i, c)| (format!("by[{i}]"), c.as_str())))?;
+        require_columns(
+            &input.schema,
+            self.by
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("by[{i}]"), c.as_str())),
+        )?;
         let mut items: Vec<String> = self.by.iter().map(|b| ident(b)).collect();
         for (i, a) in self.aggregations.iter().enumerate() {
             expr::check_columns(&format!("aggregations[{i}].expr"), &a.expr, &input.schema)?;

@@ -30,7 +30,10 @@ impl Operator for Assert {
 
     fn validate(&self) -> Result<(), OpError> {
         if self.checks.is_empty() && self.not_null.is_empty() && self.unique.is_empty() {
-            return Err(OpError::config("checks", "assert needs \"checks\", \"notNull\" or \"unique\""));
+            return Err(OpError::config(
+                "checks",
+                "assert needs \"checks\", \"notNull\" or \"unique\"",
+            ));
         }
         Ok(())
     }
@@ -39,7 +42,11 @@ impl Operator for Assert {
         self.checks
             .iter()
             .enumerate()
-            .map(|(i, c)| ExprRef { field: format!("checks[{i}].expr"), text: c.expr.clone(), kind: ExprKind::Any })
+            .map(|(i, c)| ExprRef {
+                field: format!("checks[{i}].expr"),
+                text: c.expr.clone(),
+                kind: ExprKind::Any,
+            })
             .collect()
     }
 
@@ -48,8 +55,20 @@ impl Operator for Assert {
         for (i, c) in self.checks.iter().enumerate() {
             expr::check_columns(&format!("checks[{i}].expr"), &c.expr, &input.schema)?;
         }
-        require_columns(&input.schema, self.not_null.iter().enumerate().map(|(i, c)| (format!("notNull[{i}]"), c.as_str())))?;
-        require_columns(&input.schema, self.unique.iter().enumerate().map(|(i, c)| (format!("unique[{i}]"), c.as_str())))?;
+        require_columns(
+            &input.schema,
+            self.not_null
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("notNull[{i}]"), c.as_str())),
+        )?;
+        require_columns(
+            &input.schema,
+            self.unique
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("unique[{i}]"), c.as_str())),
+        )?;
         Ok(input.frame)
     }
 
@@ -76,7 +95,12 @@ impl Operator for Assert {
                 let out = over(df.clone().lazy(), &q)?.collect()?;
                 let bad = out.column("__failed")?.i64()?.get(0).unwrap_or(0);
                 if bad > 0 {
-                    failed.push(format!("{} ({}): {bad} of {} rows fail", c.name, c.expr, df.height()));
+                    failed.push(format!(
+                        "{} ({}): {bad} of {} rows fail",
+                        c.name,
+                        c.expr,
+                        df.height()
+                    ));
                 }
             }
         }
@@ -90,14 +114,21 @@ impl Operator for Assert {
             let column = df.column(name)?;
             let distinct = column.n_unique()?;
             if distinct != df.height() {
-                failed.push(format!("unique({name}): {} duplicate values", df.height() - distinct));
+                failed.push(format!(
+                    "unique({name}): {} duplicate values",
+                    df.height() - distinct
+                ));
             }
         }
         if failed.is_empty() {
             Ok(())
         } else {
             let total = self.checks.len() + self.not_null.len() + self.unique.len();
-            Err(OpError::CheckFailed(format!("{} of {total} checks failed: {}", failed.len(), failed.join("; "))))
+            Err(OpError::CheckFailed(format!(
+                "{} of {total} checks failed: {}",
+                failed.len(),
+                failed.join("; ")
+            )))
         }
     }
 }

@@ -42,11 +42,19 @@ impl Operator for Cast {
         let mut exprs = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {
             if input.schema.get(&c.name).is_none() {
-                return Err(unknown_column(format!("columns[{i}].name"), &c.name, &input.schema));
+                return Err(unknown_column(
+                    format!("columns[{i}].name"),
+                    &c.name,
+                    &input.schema,
+                ));
             }
             let dt = dtype::check(&format!("columns[{i}].dtype"), &c.dtype)?;
             let e = col(c.name.as_str());
-            exprs.push(if self.strict { e.strict_cast(dt) } else { e.cast(dt) });
+            exprs.push(if self.strict {
+                e.strict_cast(dt)
+            } else {
+                e.cast(dt)
+            });
         }
         Ok(input.frame.with_columns(exprs))
     }

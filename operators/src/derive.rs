@@ -21,7 +21,10 @@ impl Operator for Derive {
 
     fn validate(&self) -> Result<(), OpError> {
         if self.columns.is_empty() {
-            return Err(OpError::config("columns", "derive needs at least one column"));
+            return Err(OpError::config(
+                "columns",
+                "derive needs at least one column",
+            ));
         }
         Ok(())
     }
@@ -30,7 +33,11 @@ impl Operator for Derive {
         self.columns
             .iter()
             .enumerate()
-            .map(|(i, c)| ExprRef { field: format!("columns[{i}].expr"), text: c.expr.clone(), kind: ExprKind::Row })
+            .map(|(i, c)| ExprRef {
+                field: format!("columns[{i}].expr"),
+                text: c.expr.clone(),
+                kind: ExprKind::Row,
+            })
             .collect()
     }
 
@@ -41,17 +48,28 @@ impl Operator for Derive {
         let mut lf = input.frame;
         for (i, c) in self.columns.iter().enumerate() {
             let field = format!("columns[{i}].expr");
-            let parsed = crate::expr::parse(&c.expr)
-                .map_err(|m| OpError::config(field.clone(), format!("expression does not parse: {m}")))?;
+            let parsed = crate::expr::parse(&c.expr).map_err(|m| {
+                OpError::config(field.clone(), format!("expression does not parse: {m}"))
+            })?;
             for col in crate::expr::columns(&parsed) {
                 if !names.contains(&col) {
-                    let schema = Schema::from_iter(names.iter().map(|n| Field::new(n.into(), DataType::Null)));
+                    let schema = Schema::from_iter(
+                        names.iter().map(|n| Field::new(n.into(), DataType::Null)),
+                    );
                     return Err(unknown_column(field, &col, &schema));
                 }
             }
             let computed = format!("({}) AS {}", c.expr, ident(&c.name));
-            let mut items: Vec<String> =
-                names.iter().map(|n| if *n == c.name { computed.clone() } else { ident(n) }).collect();
+            let mut items: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    if *n == c.name {
+                        computed.clone()
+                    } else {
+                        ident(n)
+                    }
+                })
+                .collect();
             if !names.contains(&c.name) {
                 items.push(computed);
                 names.push(c.name.clone());

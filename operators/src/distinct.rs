@@ -34,7 +34,12 @@ impl Operator for Distinct {
         let input = one(inputs);
         let subset = match &self.subset {
             Some(s) => {
-                require_columns(&input.schema, s.iter().enumerate().map(|(i, c)| (format!("subset[{i}]"), c.as_str())))?;
+                require_columns(
+                    &input.schema,
+                    s.iter()
+                        .enumerate()
+                        .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
+                )?;
                 Some(cols(s.iter().map(String::as_str)))
             }
             None => None,

@@ -20,8 +20,13 @@ impl Operator for Drop {
         let input = one(inputs);
         require_columns(
             &input.schema,
-            self.columns.iter().enumerate().map(|(i, c)| (format!("columns[{i}]"), c.as_str())),
+            self.columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("columns[{i}]"), c.as_str())),
         )?;
-        Ok(input.frame.drop(cols(self.columns.iter().map(String::as_str))))
+        Ok(input
+            .frame
+            .drop(cols(self.columns.iter().map(String::as_str))))
     }
 }

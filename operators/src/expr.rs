@@ -29,9 +29,33 @@ pub enum ExprKind {
 /// Aggregate functions of Polars SQL; used to tell an aggregate check from a
 /// row check and to reject aggregates where one value per row is needed.
 const AGGREGATES: &[&str] = &[
-    "count", "sum", "avg", "mean", "min", "max", "median", "first", "last", "stddev", "stddev_samp",
-    "stdev", "stdev_samp", "variance", "var", "var_samp", "quantile_cont", "quantile_disc", "array_agg",
-    "string_agg", "bool_and", "bool_or", "every", "any_value", "covar", "corr", "n_unique",
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "median",
+    "first",
+    "last",
+    "stddev",
+    "stddev_samp",
+    "stdev",
+    "stdev_samp",
+    "variance",
+    "var",
+    "var_samp",
+    "quantile_cont",
+    "quantile_disc",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "any_value",
+    "covar",
+    "corr",
+    "n_unique",
 ];
 
 /// Parses an expression; the error is the parser's message.
@@ -39,18 +63,25 @@ pub fn parse(text: &str) -> Result<SqlExpr, String> {
     if text.trim().is_empty() {
         return Err("expression is empty".to_string());
     }
-    let mut parser = Parser::new(&GenericDialect).try_with_sql(text).map_err(|e| clean(e.to_string()))?;
+    let mut parser = Parser::new(&GenericDialect)
+        .try_with_sql(text)
+        .map_err(|e| clean(e.to_string()))?;
     let expr = parser.parse_expr().map_err(|e| clean(e.to_string()))?;
     // Anything left over ("a > 1 b") is a syntax error, not a second expression.
     let next = parser.peek_token();
     if next.token != sqlparser::tokenizer::Token::EOF {
-        return Err(format!("unexpected \"{}\" at {}", next.token, next.span.start));
+        return Err(format!(
+            "unexpected \"{}\" at {}",
+            next.token, next.span.start
+        ));
     }
     Ok(expr)
 }
 
 fn clean(msg: String) -> String {
-    msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string()
+    msg.strip_prefix("sql parser error: ")
+        .unwrap_or(&msg)
+        .to_string()
 }
 
 /// Whether the expression calls an aggregate function.
@@ -107,7 +138,8 @@ fn has_columns_outside_aggregates(expr: &SqlExpr) -> bool {
 
 /// Checks that every column the expression names exists in the schema.
 pub fn check_columns(field: &str, text: &str, schema: &Schema) -> Result<(), OpError> {
-    let expr = parse(text).map_err(|m| OpError::config(field, format!("expression does not parse: {m}")))?;
+    let expr = parse(text)
+        .map_err(|m| OpError::config(field, format!("expression does not parse: {m}")))?;
     for name in columns(&expr) {
         if schema.get(&name).is_none() {
             return Err(unknown_column(field, &name, schema));

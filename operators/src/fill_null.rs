@@ -45,7 +45,12 @@ fn literal(field: &str, v: &Value) -> Result<Expr, OpError> {
         Value::Number(n) if n.is_u64() => lit(n.as_u64().unwrap()),
         Value::Number(n) => lit(n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => lit(s.as_str()),
-        _ => return Err(OpError::config(field, "value must be a string, number or boolean")),
+        _ => {
+            return Err(OpError::config(
+                field,
+                "value must be a string, number or boolean",
+            ));
+        }
     })
 }
 
@@ -56,11 +61,20 @@ impl Operator for FillNull {
 
     fn validate(&self) -> Result<(), OpError> {
         match (&self.columns, &self.strategy) {
-            (Some(_), Some(_)) => Err(OpError::config("strategy", "give either \"columns\" or \"strategy\", not both")),
-            (None, None) => Err(OpError::config("columns", "fill_null needs \"columns\" or \"strategy\"")),
+            (Some(_), Some(_)) => Err(OpError::config(
+                "strategy",
+                "give either \"columns\" or \"strategy\", not both",
+            )),
+            (None, None) => Err(OpError::config(
+                "columns",
+                "fill_null needs \"columns\" or \"strategy\"",
+            )),
             (Some(cols), None) => {
                 if self.subset.is_some() {
-                    return Err(OpError::config("subset", "\"subset\" goes with \"strategy\""));
+                    return Err(OpError::config(
+                        "subset",
+                        "\"subset\" goes with \"strategy\"",
+                    ));
                 }
                 for (i, c) in cols.iter().enumerate() {
                     let _ = literal(&format!("columns[{i}].value"), &c.value)?;
@@ -77,9 +91,14 @@ impl Operator for FillNull {
         if let Some(columns) = &self.columns {
             for (i, c) in columns.iter().enumerate() {
                 let Some(dt) = input.schema.get(&c.name) else {
-                    return Err(unknown_column(format!("columns[{i}].name"), &c.name, &input.schema));
+                    return Err(unknown_column(
+                        format!("columns[{i}].name"),
+                        &c.name,
+                        &input.schema,
+                    ));
                 };
-                let value = literal(&format!("columns[{i}].value"), &c.value)?.strict_cast(dt.clone());
+                let value =
+                    literal(&format!("columns[{i}].value"), &c.value)?.strict_cast(dt.clone());
                 exprs.push(col(c.name.as_str()).fill_null(value));
             }
         }
@@ -88,7 +107,9 @@ impl Operator for FillNull {
                 Some(s) => {
                     crate::require_columns(
                         &input.schema,
-                        s.iter().enumerate().map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
+                        s.iter()
+                            .enumerate()
+                            .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
                     )?;
                     s.clone()
                 }

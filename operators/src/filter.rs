@@ -18,12 +18,19 @@ impl Operator for Filter {
     }
 
     fn expressions(&self) -> Vec<ExprRef> {
-        vec![ExprRef { field: "predicate".into(), text: self.predicate.clone(), kind: ExprKind::Row }]
+        vec![ExprRef {
+            field: "predicate".into(),
+            text: self.predicate.clone(),
+            kind: ExprKind::Row,
+        }]
     }
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         expr::check_columns("predicate", &self.predicate, &input.schema)?;
-        Ok(over(input.frame, &format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate))?)
+        Ok(over(
+            input.frame,
+            &format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate),
+        )?)
     }
 }

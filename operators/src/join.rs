@@ -10,11 +10,23 @@ use crate::{Arity, Input, OpError, Operator, require_columns};
 pub struct Join {
     #[serde(default)]
     pub how: How,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub left_on: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub right_on: Option<Vec<String>>,
     #[serde(default = "default_suffix")]
     pub suffix: String,
@@ -25,7 +37,9 @@ fn default_suffix() -> String {
 }
 
 /// Accepts `"id"` as well as `["id"]`.
-pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -55,7 +69,12 @@ impl Join {
     fn keys(&self) -> (Vec<String>, Vec<String>, &'static str, &'static str) {
         match (&self.on, &self.left_on, &self.right_on) {
             (Some(on), _, _) => (on.clone(), on.clone(), "on", "on"),
-            (None, l, r) => (l.clone().unwrap_or_default(), r.clone().unwrap_or_default(), "leftOn", "rightOn"),
+            (None, l, r) => (
+                l.clone().unwrap_or_default(),
+                r.clone().unwrap_or_default(),
+                "leftOn",
+                "rightOn",
+            ),
         }
     }
 }
@@ -70,24 +89,40 @@ impl Operator for Join {
         let has_lr = self.left_on.is_some() || self.right_on.is_some();
         if self.how == How::Cross {
             if has_on || has_lr {
-                return Err(OpError::config("how", "a cross join takes no keys; remove \"on\"/\"leftOn\"/\"rightOn\""));
+                return Err(OpError::config(
+                    "how",
+                    "a cross join takes no keys; remove \"on\"/\"leftOn\"/\"rightOn\"",
+                ));
             }
             return Ok(());
         }
         if has_on && has_lr {
-            return Err(OpError::config("on", "give either \"on\" or \"leftOn\" + \"rightOn\", not both"));
+            return Err(OpError::config(
+                "on",
+                "give either \"on\" or \"leftOn\" + \"rightOn\", not both",
+            ));
         }
         if !has_on && !has_lr {
-            return Err(OpError::config("on", "a join needs \"on\" or \"leftOn\" + \"rightOn\""));
+            return Err(OpError::config(
+                "on",
+                "a join needs \"on\" or \"leftOn\" + \"rightOn\"",
+            ));
         }
         let (l, r, _, _) = self.keys();
         if l.is_empty() {
-            return Err(OpError::config(if has_on { "on" } else { "leftOn" }, "join keys are empty"));
+            return Err(OpError::config(
+                if has_on { "on" } else { "leftOn" },
+                "join keys are empty",
+            ));
         }
         if l.len() != r.len() {
             return Err(OpError::config(
                 "rightOn",
-                format!("\"leftOn\" has {} columns but \"rightOn\" has {}", l.len(), r.len()),
+                format!(
+                    "\"leftOn\" has {} columns but \"rightOn\" has {}",
+                    l.len(),
+                    r.len()
+                ),
             ));
         }
         Ok(())
@@ -97,17 +132,31 @@ impl Operator for Join {
         let right = inputs.pop().expect("arity checked");
         let left = inputs.pop().expect("arity checked");
         if self.how == How::Cross {
-            return Ok(left.frame.cross_join(right.frame, Some(self.suffix.as_str().into())));
+            return Ok(left
+                .frame
+                .cross_join(right.frame, Some(self.suffix.as_str().into())));
         }
         let (l, r, lf_field, rf_field) = self.keys();
-        require_columns(&left.schema, l.iter().enumerate().map(|(i, c)| (format!("{lf_field}[{i}]"), c.as_str())))?;
-        require_columns(&right.schema, r.iter().enumerate().map(|(i, c)| (format!("{rf_field}[{i}]"), c.as_str())))?;
+        require_columns(
+            &left.schema,
+            l.iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{lf_field}[{i}]"), c.as_str())),
+        )?;
+        require_columns(
+            &right.schema,
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{rf_field}[{i}]"), c.as_str())),
+        )?;
         for (i, (a, b)) in l.iter().zip(&r).enumerate() {
             let (ta, tb) = (&left.schema.get(a).unwrap(), &right.schema.get(b).unwrap());
             if ta != tb && !(ta.is_primitive_numeric() && tb.is_primitive_numeric()) {
                 return Err(OpError::config(
                     format!("{rf_field}[{i}]"),
-                    format!("cannot join \"{a}\" ({ta}) with \"{b}\" ({tb}): the key types differ; cast one first"),
+                    format!(
+                        "cannot join \"{a}\" ({ta}) with \"{b}\" ({tb}): the key types differ; cast one first"
+                    ),
                 ));
             }
         }

@@ -17,11 +17,13 @@ use serde_json::Value;
 
 pub mod dtype;
 pub mod expr;
+pub mod sqlrewrite;
 pub mod sqlutil;
 
 mod aggregate;
 mod assert;
 mod cast;
+mod derive;
 mod distinct;
 mod drop;
 mod drop_nulls;
@@ -36,7 +38,6 @@ mod sort;
 mod sql;
 mod union;
 mod unpivot;
-mod derive;
 
 pub use expr::ExprKind;
 
@@ -111,7 +112,10 @@ pub enum OpError {
 
 impl OpError {
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        OpError::Config { field: field.into(), message: message.into() }
+        OpError::Config {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The config field the error is about, if any.
@@ -200,8 +204,15 @@ impl fmt::Debug for OperatorSpec {
     }
 }
 
-const fn spec<C: Operator + DeserializeOwned + 'static>(name: &'static str, version: u32) -> OperatorSpec {
-    OperatorSpec { name, version, parse: parse_config::<C> }
+const fn spec<C: Operator + DeserializeOwned + 'static>(
+    name: &'static str,
+    version: u32,
+) -> OperatorSpec {
+    OperatorSpec {
+        name,
+        version,
+        parse: parse_config::<C>,
+    }
 }
 
 /// The one list of operators.
@@ -237,7 +248,10 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// `did you mean "x"?` for the closest candidate, if one is close enough.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let given_lower = given.to_lowercase();
     candidates
         .into_iter()
@@ -258,38 +272,82 @@ fn parse_config<C: Operator + DeserializeOwned + 'static>(
 }
 
 /// Turns serde's message into one that names the field and suggests a fix.
-fn describe_serde_error(operator: &str, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+fn describe_serde_error(
+    operator: &str,
+    e: serde_path_to_error::Error<serde_json::Error>,
+) -> ConfigError {
     let mut field = e.path().to_string();
     if field == "." {
         field.clear();
     }
     let inner = e.inner().to_string();
     // serde_json appends " at line x column y", meaningless for a Value.
-    let msg = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+    let msg = inner
+        .split(" at line ")
+        .next()
+        .unwrap_or(&inner)
+        .to_string();
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or("");
-        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(',')).collect();
-        let hint = did_you_mean(name, expected.iter().copied())
-            .or_else(|| (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", "))));
-        let field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+        let expected: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(','))
+            .collect();
+        let hint = did_you_mean(name, expected.iter().copied()).or_else(|| {
+            (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", ")))
+        });
+        let field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
         // serde_path_to_error already includes the unknown key in some versions.
         let field = field.replace(&format!(".{name}.{name}"), &format!(".{name}"));
-        let field = if field == format!("{name}.{name}") { name.to_string() } else { field };
-        return ConfigError { field, message: format!("unknown field \"{name}\" for operator \"{operator}\""), hint };
+        let field = if field == format!("{name}.{name}") {
+            name.to_string()
+        } else {
+            field
+        };
+        return ConfigError {
+            field,
+            message: format!("unknown field \"{name}\" for operator \"{operator}\""),
+            hint,
+        };
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or("");
-        let field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
-        return ConfigError { field, message: format!("missing field \"{name}\" for operator \"{operator}\""), hint: None };
+        let field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        return ConfigError {
+            field,
+            message: format!("missing field \"{name}\" for operator \"{operator}\""),
+            hint: None,
+        };
     }
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         let name = rest.split('`').next().unwrap_or("");
-        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(',')).collect();
+        let expected: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(','))
+            .collect();
         let hint = did_you_mean(name, expected.iter().copied())
             .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
-        return ConfigError { field, message: format!("unknown value \"{name}\""), hint };
+        return ConfigError {
+            field,
+            message: format!("unknown value \"{name}\""),
+            hint,
+        };
     }
-    ConfigError { field, message: msg.replace('`', "\""), hint: None }
+    ConfigError {
+        field,
+        message: msg.replace('`', "\""),
+        hint: None,
+    }
 }
 
 /// Checks that every named column exists in `schema`; `field` names where
@@ -313,7 +371,10 @@ pub fn unknown_column(field: impl Into<String>, name: &str, schema: &Schema) -> 
         Some(h) => format!("unknown column \"{name}\" — {h}"),
         None => {
             let cols: Vec<&str> = schema.iter_names().map(|n| n.as_str()).take(12).collect();
-            format!("unknown column \"{name}\"; the input has: {}", cols.join(", "))
+            format!(
+                "unknown column \"{name}\"; the input has: {}",
+                cols.join(", ")
+            )
         }
     };
     OpError::config(field, message)

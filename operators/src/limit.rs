@@ -19,6 +19,8 @@ impl Operator for Limit {
     }
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
-        Ok(one(inputs).frame.slice(self.offset as i64, self.n as IdxSize))
+        Ok(one(inputs)
+            .frame
+            .slice(self.offset as i64, self.n as IdxSize))
     }
 }

@@ -19,7 +19,11 @@ pub struct Pivot {
     #[serde(deserialize_with = "required_one_or_many")]
     pub index: Vec<String>,
     pub on: String,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub values: Option<Vec<String>>,
     #[serde(default)]
     pub aggregate: PivotAgg,
@@ -50,11 +54,22 @@ impl Operator for Pivot {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(&input.schema, self.index.iter().enumerate().map(|(i, c)| (format!("index[{i}]"), c.as_str())))?;
+        require_columns(
+            &input.schema,
+            self.index
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("index[{i}]"), c.as_str())),
+        )?;
         require_columns(&input.schema, [("on".to_string(), self.on.as_str())])?;
         let values: Vec<String> = match &self.values {
             Some(v) => {
-                require_columns(&input.schema, v.iter().enumerate().map(|(i, c)| (format!("values[{i}]"), c.as_str())))?;
+                require_columns(
+                    &input.schema,
+                    v.iter()
+                        .enumerate()
+                        .map(|(i, c)| (format!("values[{i}]"), c.as_str())),
+                )?;
                 v.clone()
             }
             None => input
@@ -65,7 +80,10 @@ impl Operator for Pivot {
                 .collect(),
         };
         if values.is_empty() {
-            return Err(OpError::config("values", "nothing to pivot: every column is in \"index\" or \"on\""));
+            return Err(OpError::config(
+                "values",
+                "nothing to pivot: every column is in \"index\" or \"on\"",
+            ));
         }
         let on_values = input
             .frame
@@ -95,6 +113,9 @@ impl Operator for Pivot {
             polars::frame::PivotColumnNaming::Auto,
         );
         // Stable output: rows by index.
-        Ok(lf.sort(self.index.iter().map(String::as_str).collect::<Vec<_>>(), SortMultipleOptions::default()))
+        Ok(lf.sort(
+            self.index.iter().map(String::as_str).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        ))
     }
 }

@@ -22,7 +22,10 @@ impl Operator for Rename {
         let mut seen = std::collections::BTreeSet::new();
         for (old, new) in &self.mapping {
             if !seen.insert(new) {
-                return Err(OpError::config(format!("mapping.{old}"), format!("two columns renamed to \"{new}\"")));
+                return Err(OpError::config(
+                    format!("mapping.{old}"),
+                    format!("two columns renamed to \"{new}\""),
+                ));
             }
         }
         Ok(())
@@ -37,11 +40,17 @@ impl Operator for Rename {
             if input.schema.get(new).is_some() && !self.mapping.contains_key(new) {
                 return Err(OpError::config(
                     format!("mapping.{old}"),
-                    format!("cannot rename \"{old}\" to \"{new}\": the input already has a column \"{new}\""),
+                    format!(
+                        "cannot rename \"{old}\" to \"{new}\": the input already has a column \"{new}\""
+                    ),
                 ));
             }
         }
-        let (old, new): (Vec<_>, Vec<_>) = self.mapping.iter().map(|(o, n)| (o.as_str(), n.as_str())).unzip();
+        let (old, new): (Vec<_>, Vec<_>) = self
+            .mapping
+            .iter()
+            .map(|(o, n)| (o.as_str(), n.as_str()))
+            .unzip();
         Ok(input.frame.rename(old, new, true))
     }
 }

@@ -35,7 +35,10 @@ impl Operator for Select {
 
     fn validate(&self) -> Result<(), OpError> {
         if self.columns.is_empty() {
-            return Err(OpError::config("columns", "select needs at least one column"));
+            return Err(OpError::config(
+                "columns",
+                "select needs at least one column",
+            ));
         }
         Ok(())
     }
@@ -45,9 +48,11 @@ impl Operator for Select {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c {
-                SelectItem::Expr(e) => {
-                    Some(ExprRef { field: format!("columns[{i}].expr"), text: e.expr.clone(), kind: ExprKind::Row })
-                }
+                SelectItem::Expr(e) => Some(ExprRef {
+                    field: format!("columns[{i}].expr"),
+                    text: e.expr.clone(),
+                    kind: ExprKind::Row,
+                }),
                 SelectItem::Name(_) => None,
             })
             .collect()
@@ -70,6 +75,9 @@ impl Operator for Select {
                 }
             }
         }
-        Ok(over(input.frame, &format!("SELECT {} FROM {INPUT}", items.join(", ")))?)
+        Ok(over(
+            input.frame,
+            &format!("SELECT {} FROM {INPUT}", items.join(", ")),
+        )?)
     }
 }

@@ -52,7 +52,13 @@ impl Operator for Sort {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(&input.schema, self.by.iter().enumerate().map(|(i, k)| (format!("by[{i}]"), k.parts().0)))?;
+        require_columns(
+            &input.schema,
+            self.by
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("by[{i}]"), k.parts().0)),
+        )?;
         let exprs: Vec<Expr> = self.by.iter().map(|k| col(k.parts().0)).collect();
         let opts = SortMultipleOptions::default()
             .with_order_descending_multi(self.by.iter().map(|k| k.parts().1))

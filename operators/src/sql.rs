@@ -45,9 +45,17 @@ impl Visitor for Tables {
 
     fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
         match t {
-            TableFactor::Table { name, args: Some(_), .. } => self.functions.push(name.to_string()),
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => self.functions.push(name.to_string()),
             TableFactor::Table { name, .. } => {
-                let parts: Vec<String> = name.0.iter().map(|p| p.to_string().trim_matches('"').to_string()).collect();
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .map(|p| p.to_string().trim_matches('"').to_string())
+                    .collect();
                 self.relations.insert(parts.join("."));
             }
             TableFactor::TableFunction { expr, .. } => self.functions.push(expr.to_string()),
@@ -62,13 +70,25 @@ impl Sql {
     fn analyse(&self) -> Result<Tables, OpError> {
         let stmts = Parser::parse_sql(&GenericDialect, &self.query).map_err(|e| {
             let m = e.to_string();
-            OpError::config("query", format!("query does not parse: {}", m.strip_prefix("sql parser error: ").unwrap_or(&m)))
+            OpError::config(
+                "query",
+                format!(
+                    "query does not parse: {}",
+                    m.strip_prefix("sql parser error: ").unwrap_or(&m)
+                ),
+            )
         })?;
         let [stmt] = stmts.as_slice() else {
-            return Err(OpError::config("query", format!("query must be one SELECT statement, got {}", stmts.len())));
+            return Err(OpError::config(
+                "query",
+                format!("query must be one SELECT statement, got {}", stmts.len()),
+            ));
         };
         if !matches!(stmt, Statement::Query(_)) {
-            return Err(OpError::config("query", "query must be a SELECT statement; nothing else is allowed"));
+            return Err(OpError::config(
+                "query",
+                "query must be a SELECT statement; nothing else is allowed",
+            ));
         }
         let mut tables = Tables::default();
         let _ = stmt.visit(&mut tables);
@@ -101,14 +121,23 @@ impl Operator for Sql {
             if !names.contains(t) && !tables.ctes.contains(t) {
                 return Err(OpError::config(
                     "query",
-                    format!("query reads table \"{t}\", which is not an input; tables: {}", names.join(", ")),
+                    format!(
+                        "query reads table \"{t}\", which is not an input; tables: {}",
+                        names.join(", ")
+                    ),
                 ));
             }
         }
-        let mut frames: Vec<(String, LazyFrame)> = inputs.iter().map(|i| (i.name.clone(), i.frame.clone())).collect();
+        let mut frames: Vec<(String, LazyFrame)> = inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.frame.clone()))
+            .collect();
         if inputs.len() == 1 {
             frames.push(("input".into(), inputs[0].frame.clone()));
         }
-        Ok(crate::sqlutil::run(frames.iter().map(|(n, f)| (n.as_str(), f.clone())), &self.query)?)
+        Ok(crate::sqlutil::run(
+            frames.iter().map(|(n, f)| (n.as_str(), f.clone())),
+            &self.query,
+        )?)
     }
 }

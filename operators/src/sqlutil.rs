@@ -16,12 +16,17 @@ pub fn ident(name: &str) -> String {
 pub const INPUT: &str = "__input";
 
 /// Runs `query` with `frames` registered under their names.
-pub fn run<'a>(frames: impl IntoIterator<Item = (&'a str, LazyFrame)>, query: &str) -> PolarsResult<LazyFrame> {
+pub fn run<'a>(
+    frames: impl IntoIterator<Item = (&'a str, LazyFrame)>,
+    query: &str,
+) -> PolarsResult<LazyFrame> {
+    let query =
+        crate::sqlrewrite::rewrite_query(query).map_err(|m| polars_err!(SQLInterface: "{m}"))?;
     let mut ctx = SQLContext::new();
     for (name, lf) in frames {
         ctx.register(name, lf);
     }
-    ctx.execute(query)
+    ctx.execute(&query)
 }
 
 /// Runs a query over one frame registered as [`INPUT`].
@@ -34,11 +39,15 @@ pub fn over(lf: LazyFrame, query: &str) -> PolarsResult<LazyFrame> {
 /// required; null counts as false.
 pub fn eval_bool(lf: LazyFrame, expr: &str) -> Result<bool, String> {
     let q = format!("SELECT ({expr}) AS {} FROM {INPUT}", ident("__ok"));
-    let df = over(lf, &q).and_then(|lf| lf.collect()).map_err(|e| e.to_string())?;
+    let df = over(lf, &q)
+        .and_then(|lf| lf.collect())
+        .map_err(|e| e.to_string())?;
     if df.height() != 1 {
         return Err(format!("must yield one boolean, got {} rows", df.height()));
     }
     let col = df.column("__ok").map_err(|e| e.to_string())?;
-    let ca = col.bool().map_err(|_| format!("must yield a boolean, got {}", col.dtype()))?;
+    let ca = col
+        .bool()
+        .map_err(|_| format!("must yield a boolean, got {}", col.dtype()))?;
     Ok(ca.get(0).unwrap_or(false))
 }

@@ -27,7 +27,10 @@ impl Operator for Union {
     }
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
-        let args = UnionArgs { maintain_order: true, ..Default::default() };
+        let args = UnionArgs {
+            maintain_order: true,
+            ..Default::default()
+        };
         let first = inputs[0].schema.clone();
         if self.how == How::Vertical {
             for other in &inputs[1..] {

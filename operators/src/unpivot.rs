@@ -12,7 +12,11 @@ use crate::{Arity, Input, OpError, Operator, one, require_columns};
 pub struct Unpivot {
     #[serde(default)]
     pub index: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on: Option<Vec<String>>,
     #[serde(default = "variable")]
     pub variable_name: String,
@@ -35,17 +39,36 @@ impl Operator for Unpivot {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(&input.schema, self.index.iter().enumerate().map(|(i, c)| (format!("index[{i}]"), c.as_str())))?;
+        require_columns(
+            &input.schema,
+            self.index
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("index[{i}]"), c.as_str())),
+        )?;
         let on = match &self.on {
             Some(on) => {
-                require_columns(&input.schema, on.iter().enumerate().map(|(i, c)| (format!("on[{i}]"), c.as_str())))?;
+                require_columns(
+                    &input.schema,
+                    on.iter()
+                        .enumerate()
+                        .map(|(i, c)| (format!("on[{i}]"), c.as_str())),
+                )?;
                 on.clone()
             }
-            None => input.schema.iter_names().map(|n| n.to_string()).filter(|n| !self.index.contains(n)).collect(),
+            None => input
+                .schema
+                .iter_names()
+                .map(|n| n.to_string())
+                .filter(|n| !self.index.contains(n))
+                .collect(),
         };
         // Unpivoted columns must share a type; say which differ rather than
         // letting Polars pick a supertype silently or fail obscurely.
-        let types: Vec<_> = on.iter().map(|c| input.schema.get(c).unwrap().clone()).collect();
+        let types: Vec<_> = on
+            .iter()
+            .map(|c| input.schema.get(c).unwrap().clone())
+            .collect();
         if let Some(pos) = types.iter().position(|t| t != &types[0]) {
             if !(types[0].is_primitive_numeric() && types[pos].is_primitive_numeric()) {
                 return Err(OpError::config(

@@ -1,0 +1,116 @@
+//! Rewrites SQL functions users expect but Polars SQL 0.55 lacks into ones
+//! it has, on the parsed AST (never by string search).
+//!
+//! `date_trunc('unit', x)` becomes `strptime(strftime(x, fmt), fmt)` for
+//! year, month, day, hour, minute and second; the result is a datetime.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, visit_expressions_mut,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+/// Units `date_trunc` accepts, with the formats that truncate to them.
+const UNITS: &[(&str, &str, &str)] = &[
+    ("year", "%Y-01-01", "%Y-%m-%d"),
+    ("month", "%Y-%m-01", "%Y-%m-%d"),
+    ("day", "%Y-%m-%d", "%Y-%m-%d"),
+    ("hour", "%Y-%m-%d %H:00:00", "%Y-%m-%d %H:%M:%S"),
+    ("minute", "%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%M:%S"),
+    ("second", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"),
+];
+
+fn needs_rewrite(sql: &str) -> bool {
+    sql.to_ascii_lowercase().contains("date_trunc")
+}
+
+fn rewrite_one(e: &mut Expr) -> Result<(), String> {
+    let Expr::Function(f) = e else { return Ok(()) };
+    if !f.name.to_string().eq_ignore_ascii_case("date_trunc") {
+        return Ok(());
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Err("date_trunc takes (unit, value)".into());
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => Some(x),
+            _ => None,
+        })
+        .collect();
+    let [unit, value] = args.as_slice() else {
+        return Err(format!(
+            "date_trunc takes 2 arguments (unit, value), got {}",
+            list.args.len()
+        ));
+    };
+    let unit = match unit {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => s.to_ascii_lowercase(),
+            _ => return Err("date_trunc's unit must be a quoted string like 'month'".into()),
+        },
+        _ => return Err("date_trunc's unit must be a quoted string like 'month'".into()),
+    };
+    let Some((_, fmt, parse)) = UNITS.iter().find(|(u, _, _)| *u == unit) else {
+        let names: Vec<&str> = UNITS.iter().map(|u| u.0).collect();
+        return Err(format!(
+            "date_trunc unit '{unit}' is not supported; use one of {}",
+            names.join(", ")
+        ));
+    };
+    let text = format!("strptime(strftime({value}, '{fmt}'), '{parse}')");
+    *e = Parser::new(&GenericDialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|err| format!("rewriting date_trunc: {err}"))?;
+    Ok(())
+}
+
+/// Rewrites a whole query; returns it unchanged when there is nothing to do.
+pub fn rewrite_query(sql: &str) -> Result<String, String> {
+    if !needs_rewrite(sql) {
+        return Ok(sql.to_string());
+    }
+    let mut stmts: Vec<Statement> =
+        Parser::parse_sql(&GenericDialect, sql).map_err(|e| e.to_string())?;
+    let mut err = None;
+    let _ = visit_expressions_mut(&mut stmts, |e| match rewrite_one(e) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(m) => {
+            err = Some(m);
+            ControlFlow::Break(())
+        }
+    });
+    if let Some(m) = err {
+        return Err(m);
+    }
+    Ok(stmts
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_date_trunc() {
+        let q = rewrite_query("SELECT date_trunc('month', ts) AS m FROM t").unwrap();
+        assert_eq!(
+            q,
+            "SELECT strptime(strftime(ts, '%Y-%m-01'), '%Y-%m-%d') AS m FROM t"
+        );
+        assert_eq!(rewrite_query("SELECT a FROM t").unwrap(), "SELECT a FROM t");
+        assert!(
+            rewrite_query("SELECT date_trunc('fortnight', ts) FROM t")
+                .unwrap_err()
+                .contains("not supported")
+        );
+    }
+}

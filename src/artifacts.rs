@@ -1,0 +1,344 @@
+//! The files a run leaves in the bucket, and how Parquet gets written.
+//!
+//! Layout and field names follow the storage spec: every JSON file is
+//! camelCase, pretty-printed, with a stable key order (struct order here).
+//! Ordering of writes (data, then schema, then metadata; outputs, then
+//! lineage, then the run's metadata last) is the engine's job.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::SourceObject;
+use crate::pipeline::{Compression, Format};
+
+/// `schema.json`: ordered columns plus Arrow's own schema.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaJson {
+    pub columns: Vec<ColumnJson>,
+    /// The schema as arrow-rs reads it back from `data.parquet`, in
+    /// arrow-schema's serde form.
+    pub arrow: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnJson {
+    pub name: String,
+    pub dtype: String,
+    pub nullable: bool,
+    /// Nulls actually present in this output.
+    pub null_count: u64,
+}
+
+/// A copy written to `exports/` by an output node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportRecord {
+    pub key: String,
+    pub format: String,
+    pub bytes: u64,
+    pub blake3: String,
+    /// File name inside the cache entry that holds the same bytes.
+    pub cache_file: String,
+}
+
+/// A dataframe's `metadata.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataframeMeta {
+    pub dataframe_id: String,
+    pub node_id: String,
+    pub run_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+    pub cache_key: Option<String>,
+    pub created_at: String,
+    pub compression: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportRecord>,
+}
+
+/// Per-node record in the run's `metadata.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub name: String,
+    pub node_type: String,
+    pub operator: Option<String>,
+    pub status: NodeStatus,
+    /// Skip reason (`condition_false`, `upstream_failed`, ...) or failure kind.
+    pub reason: Option<String>,
+    pub cache_key: Option<String>,
+    pub cache_hit: bool,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// None where the node was fused into a downstream node's plan and
+    /// never materialised on its own.
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
+    /// Set on failures: whether an error edge handled it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Cached,
+    Failed,
+    Skipped,
+}
+
+impl NodeStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeStatus::Pending => "pending",
+            NodeStatus::Running => "running",
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::Cached => "cached",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Whether downstream nodes get data from it.
+    pub fn has_data(self) -> bool {
+        matches!(self, NodeStatus::Succeeded | NodeStatus::Cached)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// `api` | `schedule` | `cli` | `retry`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerInfo {
+    pub host: String,
+    pub version: String,
+}
+
+/// A failure that an error edge handled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledFailure {
+    pub node_id: String,
+    pub error_kind: String,
+    pub message: String,
+    pub handled_by: Vec<String>,
+}
+
+/// The run's `metadata.json`: written last, the commit marker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunMeta {
+    pub run_id: String,
+    pub pipeline_id: String,
+    pub project_id: String,
+    pub pipeline_version: Option<String>,
+    pub definition_hash: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub worker: WorkerInfo,
+    pub engine: BTreeMap<String, String>,
+    pub error: Option<String>,
+    pub handled_failures: Vec<HandledFailure>,
+    pub nodes: Vec<NodeRecord>,
+    pub definition: Value,
+}
+
+/// `lineage.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    pub run_id: String,
+    pub pipeline_id: String,
+    pub edges: Vec<LineageEdge>,
+    pub sources: Vec<LineageSource>,
+    pub outputs: Vec<LineageOutput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageEdge {
+    pub edge_id: String,
+    pub source: String,
+    pub target: String,
+    pub edge_type: String,
+    pub source_cache_key: Option<String>,
+    pub target_cache_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageSource {
+    pub node_id: String,
+    #[serde(flatten)]
+    pub object: SourceObject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageOutput {
+    pub dataframe_id: String,
+    pub path: String,
+    pub rows: u64,
+    pub blake3: String,
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn to_json<T: Serialize>(v: &T) -> bytes::Bytes {
+    let mut out = serde_json::to_vec_pretty(v).expect("artifact types serialise");
+    out.push(b'\n');
+    bytes::Bytes::from(out)
+}
+
+pub fn parquet_compression(c: Compression) -> ParquetCompression {
+    match c {
+        Compression::Zstd => ParquetCompression::Zstd(None),
+        Compression::Snappy => ParquetCompression::Snappy,
+        Compression::Lz4 => ParquetCompression::Lz4Raw,
+        Compression::Gzip => ParquetCompression::Gzip(None),
+        Compression::Brotli => ParquetCompression::Brotli(None),
+        Compression::Uncompressed => ParquetCompression::Uncompressed,
+    }
+}
+
+/// A Parquet file written to local scratch, ready to upload.
+#[derive(Debug, Clone)]
+pub struct WrittenParquet {
+    pub bytes: u64,
+    pub blake3: String,
+    pub schema: SchemaJson,
+}
+
+/// Writes `df` as Parquet to `path` (Polars writes row groups in parallel),
+/// then reads the footer back with arrow-rs for `schema.json`.
+pub fn write_parquet(
+    df: &mut DataFrame,
+    path: &Path,
+    compression: Compression,
+) -> Result<WrittenParquet, String> {
+    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ParquetWriter::new(file)
+        .with_compression(parquet_compression(compression))
+        .set_parallel(true)
+        .finish(df)
+        .map_err(|e| format!("writing parquet: {e}"))?;
+    let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let blake3 = crate::cache::hash_file(path).map_err(|e| e.to_string())?;
+    let schema = schema_json(df, path)?;
+    Ok(WrittenParquet {
+        bytes,
+        blake3,
+        schema,
+    })
+}
+
+fn schema_json(df: &DataFrame, path: &Path) -> Result<SchemaJson, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
+        .map_err(|e| format!("reading back parquet footer: {e}"))?;
+    let arrow = meta.schema();
+    let columns = df
+        .columns()
+        .iter()
+        .map(|c| ColumnJson {
+            name: c.name().to_string(),
+            dtype: mudrock_operators::dtype::name(c.dtype()),
+            nullable: arrow
+                .field_with_name(c.name())
+                .map(|f| f.is_nullable())
+                .unwrap_or(true),
+            null_count: c.null_count() as u64,
+        })
+        .collect();
+    Ok(SchemaJson {
+        columns,
+        arrow: serde_json::to_value(arrow.as_ref()).map_err(|e| e.to_string())?,
+    })
+}
+
+/// Columns of a schema without data (for `plan`).
+pub fn columns_of(schema: &Schema) -> Vec<ColumnJson> {
+    schema
+        .iter()
+        .map(|(n, dt)| ColumnJson {
+            name: n.to_string(),
+            dtype: mudrock_operators::dtype::name(dt),
+            nullable: true,
+            null_count: 0,
+        })
+        .collect()
+}
+
+/// Writes an export copy in the format its key's extension names.
+pub fn write_export(
+    df: &mut DataFrame,
+    path: &Path,
+    format: Format,
+    compression: Compression,
+) -> Result<u64, String> {
+    let mut file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let r = match format {
+        Format::Csv => CsvWriter::new(&mut file).include_header(true).finish(df),
+        Format::Parquet => ParquetWriter::new(&mut file)
+            .with_compression(parquet_compression(compression))
+            .finish(df)
+            .map(|_| ()),
+        Format::Json => JsonWriter::new(&mut file)
+            .with_json_format(JsonFormat::Json)
+            .finish(df),
+        Format::Ndjson => JsonWriter::new(&mut file)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df),
+    };
+    r.map_err(|e| format!("writing {} export: {e}", format.name()))?;
+    Ok(std::fs::metadata(path).map_err(|e| e.to_string())?.len())
+}

@@ -1,0 +1,261 @@
+//! Content cache: Merkle keys over configs and source bytes, and the cache
+//! entries under `pipelines/{pipeline-id}/cache/{key}/`.
+//!
+//! Keys are computed before anything runs. An ingestion node's key covers
+//! its canonical config and, for every matched object in key order, the key,
+//! length and blake3 of its bytes; every other node's key covers its type,
+//! operator name and implementation version, canonical config and its
+//! inputs' keys in input order. So a change anywhere changes exactly the
+//! keys downstream of it, and nothing else does (ids, names, editor
+//! metadata, run ids and time are not hashed).
+//!
+//! Hashing a source reads all of it, so the source hash index remembers
+//! (key, size, version) → blake3 under `temp/source-index/`; a warm run
+//! only lists and heads its sources. The index lives in `temp/` because
+//! losing it costs a re-hash, nothing more.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
+
+/// Bumped when the key derivation itself changes; invalidates everything.
+const KEY_VERSION: &[u8] = b"mudrock-cache-v1";
+
+/// Incremental key builder with length-prefixed fields, so that
+/// ("ab","c") and ("a","bc") never collide.
+pub struct KeyHasher(blake3::Hasher);
+
+impl KeyHasher {
+    pub fn new(kind: &str) -> Self {
+        let mut h = KeyHasher(blake3::Hasher::new());
+        h.field(KEY_VERSION);
+        h.field(kind.as_bytes());
+        h
+    }
+
+    pub fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn finish(&self) -> String {
+        self.0.finalize().to_hex().to_string()
+    }
+}
+
+/// A source object as hashed for the key and recorded in lineage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceObject {
+    pub key: String,
+    pub size: u64,
+    pub version: String,
+    pub blake3: String,
+}
+
+/// Key of an ingestion node.
+pub fn ingestion_key(canonical_config: &str, objects: &[SourceObject]) -> String {
+    let mut h = KeyHasher::new("ingestion");
+    h.field(canonical_config.as_bytes());
+    for o in objects {
+        h.field(o.key.as_bytes())
+            .field(&o.size.to_le_bytes())
+            .field(o.blake3.as_bytes());
+    }
+    h.finish()
+}
+
+/// Key of an operator or output node.
+pub fn node_key(
+    node_type: &str,
+    operator: &str,
+    version: u32,
+    canonical_config: &str,
+    inputs: &[&str],
+) -> String {
+    let mut h = KeyHasher::new(node_type);
+    h.field(operator.as_bytes())
+        .field(&version.to_le_bytes())
+        .field(canonical_config.as_bytes());
+    h.field(&(inputs.len() as u64).to_le_bytes());
+    for k in inputs {
+        h.field(k.as_bytes());
+    }
+    h.finish()
+}
+
+/// blake3 of a local file: memory-mapped and multi-threaded for big files.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap_rayon(path)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+pub fn hash_bytes(data: &[u8]) -> String {
+    if data.len() > 1 << 20 {
+        let mut h = blake3::Hasher::new();
+        h.update_rayon(data);
+        h.finalize().to_hex().to_string()
+    } else {
+        blake3::hash(data).to_hex().to_string()
+    }
+}
+
+/// An entry of the source hash index.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexEntry {
+    key: String,
+    size: u64,
+    version: String,
+    blake3: String,
+}
+
+fn index_key(source_key: &str) -> String {
+    format!(
+        "temp/source-index/{}.json",
+        &blake3::hash(source_key.as_bytes()).to_hex()[..32]
+    )
+}
+
+/// Hashes a source object, or takes the hash from the index when the
+/// object's size and version are unchanged. Returns whether bytes were read.
+pub async fn hash_source(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    meta: &ObjectMeta,
+) -> Result<(SourceObject, bool), StoreError> {
+    let ik = index_key(&meta.key);
+    if let Ok(raw) = store.get(bucket, &ik).await {
+        if let Ok(e) = serde_json::from_slice::<IndexEntry>(&raw) {
+            if e.key == meta.key && e.size == meta.size && e.version == meta.version {
+                return Ok((
+                    SourceObject {
+                        key: e.key,
+                        size: e.size,
+                        version: e.version,
+                        blake3: e.blake3,
+                    },
+                    false,
+                ));
+            }
+        }
+    }
+    let blake3 = match store.local_path(bucket, &meta.key) {
+        Some(p) => {
+            let p2 = p.clone();
+            tokio::task::spawn_blocking(move || hash_file(&p2))
+                .await
+                .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
+                .map_err(|e| StoreError::io(bucket, &meta.key, e))?
+        }
+        None => {
+            let data = store.get(bucket, &meta.key).await?;
+            tokio::task::spawn_blocking(move || hash_bytes(&data))
+                .await
+                .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
+        }
+    };
+    let obj = SourceObject {
+        key: meta.key.clone(),
+        size: meta.size,
+        version: meta.version.clone(),
+        blake3,
+    };
+    let entry = IndexEntry {
+        key: obj.key.clone(),
+        size: obj.size,
+        version: obj.version.clone(),
+        blake3: obj.blake3.clone(),
+    };
+    // The index is an optimisation: failing to write it is not an error.
+    if let Err(e) = store
+        .put(
+            bucket,
+            &ik,
+            Bytes::from(serde_json::to_vec(&entry).unwrap()),
+        )
+        .await
+    {
+        tracing::warn!(key = %meta.key, error = %e, "could not update the source hash index");
+    }
+    Ok((obj, true))
+}
+
+/// The `metadata.json` of a cache entry (written after `data.parquet`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheMeta {
+    pub cache_key: String,
+    /// The node that wrote it (for people browsing the bucket).
+    pub node_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+    pub created_at: String,
+    pub compression: String,
+    pub schema: crate::artifacts::SchemaJson,
+    /// Results of conditional edges out of this node, by condition text, so
+    /// a cached run does not load data to re-evaluate them.
+    #[serde(default)]
+    pub conditions: std::collections::BTreeMap<String, bool>,
+    /// Copy of the export, for output nodes that request one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::artifacts::ExportRecord>,
+}
+
+pub fn entry_prefix(pipeline_id: &str, key: &str) -> String {
+    format!("pipelines/{pipeline_id}/cache/{key}/")
+}
+
+/// Looks up an entry and verifies it: metadata present, and the size and
+/// blake3 of `data.parquet` as recorded. Anything else is a miss.
+pub async fn lookup(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    pipeline_id: &str,
+    key: &str,
+) -> Option<CacheMeta> {
+    let prefix = entry_prefix(pipeline_id, key);
+    let raw = store
+        .get(bucket, &format!("{prefix}metadata.json"))
+        .await
+        .ok()?;
+    let meta: CacheMeta = serde_json::from_slice(&raw).ok()?;
+    let data_key = format!("{prefix}data.parquet");
+    let head = store.head(bucket, &data_key).await.ok()?;
+    if head.size != meta.bytes || meta.cache_key != key {
+        tracing::warn!(key, "cache entry size mismatch; recomputing");
+        return None;
+    }
+    let actual = match store.local_path(bucket, &data_key) {
+        Some(p) => tokio::task::spawn_blocking(move || hash_file(&p))
+            .await
+            .ok()?
+            .ok()?,
+        None => {
+            let data = store.get(bucket, &data_key).await.ok()?;
+            tokio::task::spawn_blocking(move || hash_bytes(&data))
+                .await
+                .ok()?
+        }
+    };
+    if actual != meta.blake3 {
+        tracing::warn!(key, "cache entry hash mismatch; recomputing");
+        return None;
+    }
+    if let Some(x) = &meta.export {
+        let ok = store
+            .head(bucket, &format!("{prefix}{}", x.cache_file))
+            .await
+            .is_ok_and(|h| h.size == x.bytes);
+        if !ok {
+            return None;
+        }
+    }
+    Some(meta)
+}

@@ -1,0 +1,463 @@
+//! The `mudrock` command line: `run`, `validate` and `plan` on the embedded
+//! default (a local directory as the object store, no database).
+//!
+//! Exit codes: 0 success; 1 the run failed or was cancelled; 2 the pipeline
+//! is invalid (or the command line is); 3 storage or internal errors.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::artifacts::{NodeRecord, NodeStatus, RunMeta, RunStatus};
+use crate::engine::{Engine, Event, RunOptions, plan};
+use crate::pipeline::Pipeline;
+use crate::store::LocalStore;
+use crate::validate::{self, Report};
+
+#[derive(Parser, Debug)]
+#[command(name = "mudrock", version, about = "Runs MudRock pipelines")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline file against the local store.
+    Run(RunArgs),
+    /// Check a pipeline file and print every problem.
+    Validate(ValidateArgs),
+    /// Print the run order, expected cache hits and output schemas.
+    Plan(PlanArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Directory holding one folder per bucket.
+    #[arg(long, env = "MUDROCK_STORE_DIR", default_value = "mudrock-data")]
+    pub store: PathBuf,
+    /// Project whose bucket (`project-{id}`) to use; default `project-local`.
+    #[arg(long, env = "MUDROCK_PROJECT")]
+    pub project: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Ignore the cache: compute every node (entries are still written).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Treat not-connected nodes as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the run's metadata as JSON instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+    /// Nodes computed at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Run id (default: a new UUIDv7). Re-using one overwrites that run.
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub strict: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Also check columns and types against the sources in this store.
+    #[arg(long, env = "MUDROCK_STORE_DIR")]
+    pub store: Option<PathBuf>,
+    #[arg(long, env = "MUDROCK_PROJECT")]
+    pub project: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long)]
+    pub strict: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Entry point of the binary; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 3;
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Command::Run(a) => run(a).await,
+            Command::Validate(a) => validate_cmd(a).await,
+            Command::Plan(a) => plan_cmd(a).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Reads and validates a file; prints the report; `None` when invalid.
+fn load(file: &PathBuf, strict: bool, json: bool) -> Result<(Pipeline, Report), i32> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return Err(2);
+        }
+    };
+    match validate::validate_str(&text, validate::Options { strict }) {
+        Ok(ok) => Ok(ok),
+        Err(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"valid": false, "diagnostics": report.diagnostics})
+                    )
+                    .unwrap()
+                );
+            } else {
+                eprint!("{report}");
+                eprintln!("{} ({} error(s))", file.display(), report.errors().count());
+            }
+            Err(2)
+        }
+    }
+}
+
+fn bucket_for(project: &Option<String>) -> String {
+    match project {
+        Some(p) => format!("project-{p}"),
+        None => "project-local".into(),
+    }
+}
+
+fn options(p: &Pipeline, store: &StoreArgs) -> RunOptions {
+    let mut o = RunOptions::local(p);
+    o.bucket = bucket_for(&store.project);
+    if let Some(id) = &store.project {
+        o.project_id = id.clone();
+    }
+    o
+}
+
+async fn validate_cmd(a: ValidateArgs) -> i32 {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut diags = report.diagnostics.clone();
+    if let Some(dir) = &a.store {
+        let store = LocalStore::new(dir);
+        let args = StoreArgs {
+            store: dir.clone(),
+            project: a.project.clone(),
+        };
+        let pipeline = Arc::new(pipeline);
+        match plan::plan(&store, pipeline.clone(), &options(&pipeline, &args)).await {
+            Ok(p) => diags.extend(p.problems),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 3;
+            }
+        }
+    }
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == validate::Severity::Error)
+        .count();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"valid": errors == 0, "diagnostics": diags})
+            )
+            .unwrap()
+        );
+    } else {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        if errors == 0 {
+            println!("{}: valid ({} warning(s))", a.file.display(), diags.len());
+        } else {
+            eprintln!("{} ({errors} error(s))", a.file.display());
+        }
+    }
+    if errors == 0 { 0 } else { 2 }
+}
+
+async fn plan_cmd(a: PlanArgs) -> i32 {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let pipeline = Arc::new(pipeline);
+    let store = LocalStore::new(&a.store.store);
+    let opts = options(&pipeline, &a.store);
+    let plan = match plan::plan(&store, pipeline.clone(), &opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan).unwrap());
+    } else {
+        for d in report.warnings() {
+            eprintln!("{d}");
+        }
+        println!("plan for {} (bucket {})", plan.pipeline_id, opts.bucket);
+        println!(
+            "{:<4} {:<24} {:<10} {:<12} {:<6} {}",
+            "#", "node", "type", "operator", "cache", "key"
+        );
+        for (k, n) in plan.order.iter().enumerate() {
+            let cache = match (&n.skip, n.cache_hit, n.materialized) {
+                (Some(_), _, _) => "skip",
+                (None, true, _) => "hit",
+                (None, false, true) => "miss",
+                (None, false, false) => "fused",
+            };
+            let key = n.cache_key.as_deref().map(|k| &k[..12]).unwrap_or("-");
+            println!(
+                "{:<4} {:<24} {:<10} {:<12} {:<6} {key}",
+                k + 1,
+                n.node_id,
+                n.node_type,
+                n.operator.as_deref().unwrap_or("-"),
+                cache
+            );
+        }
+        for o in &plan.outputs {
+            println!("\noutput {}:", o.node_id);
+            for c in &o.columns {
+                println!("  {:<28} {}", c.name, c.dtype);
+            }
+        }
+        for d in &plan.problems {
+            eprintln!("{d}");
+        }
+    }
+    if plan
+        .problems
+        .iter()
+        .any(|d| d.severity == validate::Severity::Error)
+    {
+        2
+    } else {
+        0
+    }
+}
+
+async fn run(a: RunArgs) -> i32 {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if !a.json {
+        for d in report.warnings() {
+            eprintln!("{d}");
+        }
+    }
+    let pipeline = Arc::new(pipeline);
+    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(LocalStore::new(&a.store.store));
+    let mut opts = options(&pipeline, &a.store);
+    opts.use_cache = !a.no_cache;
+    opts.concurrency = a.concurrency;
+    if let Some(id) = &a.run_id {
+        if !validate::valid_id(id) {
+            eprintln!("error: invalid --run-id \"{id}\"");
+            return 2;
+        }
+        opts.run_id = id.clone();
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    opts.events = Some(tx);
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling after the running nodes finish (ctrl-c again to abort)");
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        }
+    });
+    let show_progress = !a.json && std::io::stderr().is_terminal();
+    let progress = tokio::spawn(progress_display(rx, pipeline.clone(), show_progress));
+    let engine = Engine::new(store);
+    let bucket = opts.bucket.clone();
+    // The engine holds the only event sender: the display ends with the run.
+    let result = engine.run(pipeline, opts).await;
+    let _ = progress.await;
+    match result {
+        Ok(r) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r.meta).unwrap());
+            } else {
+                print_summary(&r.meta);
+                let root = a.store.store.join(&bucket).join(&r.run_prefix);
+                println!("artifacts: {}", root.display());
+            }
+            match r.meta.status {
+                RunStatus::Succeeded => 0,
+                _ => 1,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
+
+/// One spinner per node, finished with its status as events arrive.
+async fn progress_display(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    p: Arc<Pipeline>,
+    show: bool,
+) {
+    let multi = MultiProgress::with_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let width = p.nodes.iter().map(|n| n.id.len()).max().unwrap_or(4).max(4);
+    let style = ProgressStyle::with_template("{spinner} {msg}").unwrap();
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    for n in &p.nodes {
+        let b = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
+        b.set_message(format!("{:<width$}  pending", n.id));
+        bars.insert(n.id.clone(), b);
+    }
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::NodeStarted { node_id } => {
+                if let Some(b) = bars.get(&node_id) {
+                    b.enable_steady_tick(Duration::from_millis(100));
+                    b.set_message(format!("{node_id:<width$}  running"));
+                }
+            }
+            Event::NodeFinished(r) => {
+                if let Some(b) = bars.get(&r.node_id) {
+                    let mark = match r.status {
+                        NodeStatus::Succeeded => "✓",
+                        NodeStatus::Cached => "●",
+                        NodeStatus::Failed => "✗",
+                        _ => "-",
+                    };
+                    b.set_style(ProgressStyle::with_template("{msg}").unwrap());
+                    b.finish_with_message(format!(
+                        "{mark} {:<width$}  {}",
+                        r.node_id,
+                        describe(&r)
+                    ));
+                }
+            }
+        }
+    }
+    for b in bars.values() {
+        if !b.is_finished() {
+            b.finish_and_clear();
+        }
+    }
+    let _ = multi.clear();
+}
+
+fn describe(r: &NodeRecord) -> String {
+    let mut s = r.status.name().to_string();
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!(" ({reason})"));
+    }
+    if let Some(rows) = r.rows {
+        s.push_str(&format!(", {rows} rows"));
+    }
+    s
+}
+
+/// The table printed after a run.
+pub fn summary_table(m: &RunMeta) -> String {
+    let width = m
+        .nodes
+        .iter()
+        .map(|n| n.node_id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "{:<width$}  {:<10} {:>10} {:>9}  {:<5}  {}\n",
+        "node", "status", "rows", "time", "cache", "detail"
+    );
+    for n in &m.nodes {
+        let rows = n.rows.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+        let time = n
+            .duration_ms
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_else(|| "-".into());
+        let cache = if n.cache_hit { "hit" } else { "-" };
+        let detail = match (&n.error, &n.reason) {
+            (Some(e), _) => {
+                let first = e.lines().next().unwrap_or("");
+                if n.handled == Some(true) {
+                    format!("handled: {first}")
+                } else {
+                    first.to_string()
+                }
+            }
+            (None, Some(r)) => r.clone(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<10} {:>10} {:>9}  {:<5}  {detail}\n",
+            n.node_id,
+            n.status.name(),
+            rows,
+            time,
+            cache
+        ));
+    }
+    out.push_str(&format!(
+        "run {} {} in {} ms\n",
+        m.run_id,
+        m.status.name(),
+        m.duration_ms
+    ));
+    if let Some(e) = &m.error {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    out
+}
+
+fn print_summary(m: &RunMeta) {
+    print!("{}", summary_table(m));
+}

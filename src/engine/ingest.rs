@@ -1,0 +1,252 @@
+//! Ingestion: resolving a node's source keys and globs to objects, and
+//! scanning them with Polars.
+//!
+//! On the local store sources are scanned in place by path, so Polars can
+//! push filters and projections into the reader; other stores hand over the
+//! bytes.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use globset::GlobBuilder;
+use polars::prelude::*;
+
+use crate::error::{NodeError, NodeErrorKind};
+use crate::pipeline::{Format, IngestionConfig};
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
+
+fn is_glob(key: &str) -> bool {
+    key.contains(['*', '?', '[', '{'])
+}
+
+/// Every object a source names, sorted by key, without duplicates.
+pub async fn resolve(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cfg: &IngestionConfig,
+) -> Result<Vec<ObjectMeta>, NodeError> {
+    let mut out: Vec<ObjectMeta> = Vec::new();
+    for key in cfg.source.keys() {
+        if is_glob(key) {
+            let glob = GlobBuilder::new(key)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    NodeError::new(
+                        NodeErrorKind::Config,
+                        format!("invalid glob \"{key}\": {}", e.kind()),
+                    )
+                })?
+                .compile_matcher();
+            let literal_end = key.find(['*', '?', '[', '{']).unwrap_or(key.len());
+            let prefix = &key[..literal_end];
+            let listed = store
+                .list(bucket, prefix)
+                .await
+                .map_err(NodeError::storage)?;
+            let before = out.len();
+            out.extend(listed.into_iter().filter(|m| glob.is_match(&m.key)));
+            if out.len() == before {
+                return Err(NodeError::new(
+                    NodeErrorKind::Data,
+                    format!("no object matches \"{key}\""),
+                ));
+            }
+        } else {
+            match store.head(bucket, key).await {
+                Ok(m) => out.push(m),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(NodeError::new(
+                        NodeErrorKind::Data,
+                        format!("source \"{key}\" not found in bucket {bucket}"),
+                    ));
+                }
+                Err(e) => return Err(NodeError::storage(e)),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.dedup_by(|a, b| a.key == b.key);
+    Ok(out)
+}
+
+/// Where the bytes of the sources are.
+#[derive(Clone)]
+pub enum SourceData {
+    Paths(Vec<PathBuf>),
+    Buffers(Vec<Bytes>),
+}
+
+impl SourceData {
+    fn len(&self) -> usize {
+        match self {
+            SourceData::Paths(p) => p.len(),
+            SourceData::Buffers(b) => b.len(),
+        }
+    }
+
+    /// Only the i-th source (to find which file is malformed).
+    pub fn single(&self, i: usize) -> SourceData {
+        match self {
+            SourceData::Paths(p) => SourceData::Paths(vec![p[i].clone()]),
+            SourceData::Buffers(b) => SourceData::Buffers(vec![b[i].clone()]),
+        }
+    }
+
+    fn sources(&self) -> ScanSources {
+        match self {
+            SourceData::Paths(p) => {
+                let paths: Vec<PlRefPath> = p
+                    .iter()
+                    .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
+                    .collect();
+                ScanSources::Paths(paths.into())
+            }
+            SourceData::Buffers(b) => {
+                let bufs: Vec<polars_buffer::Buffer<u8>> =
+                    b.iter().map(|b| b.to_vec().into()).collect();
+                ScanSources::Buffers(Arc::from(bufs))
+            }
+        }
+    }
+
+    fn read_all(&self) -> std::io::Result<Vec<Vec<u8>>> {
+        match self {
+            SourceData::Paths(p) => p.iter().map(std::fs::read).collect(),
+            SourceData::Buffers(b) => Ok(b.iter().map(|b| b.to_vec()).collect()),
+        }
+    }
+}
+
+/// Collects the sources' data: local paths where the store has them.
+pub async fn fetch(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    objects: &[ObjectMeta],
+) -> Result<SourceData, NodeError> {
+    let paths: Option<Vec<PathBuf>> = objects
+        .iter()
+        .map(|o| store.local_path(bucket, &o.key))
+        .collect();
+    if let Some(p) = paths {
+        return Ok(SourceData::Paths(p));
+    }
+    let mut bufs = Vec::with_capacity(objects.len());
+    for o in objects {
+        bufs.push(
+            store
+                .get(bucket, &o.key)
+                .await
+                .map_err(NodeError::storage)?,
+        );
+    }
+    Ok(SourceData::Buffers(bufs))
+}
+
+fn overrides(cfg: &IngestionConfig) -> Option<Schema> {
+    cfg.options.schema_overrides.as_ref().map(|ovs| {
+        ovs.iter()
+            .filter_map(|o| {
+                mudrock_operators::dtype::parse(&o.dtype)
+                    .map(|dt| Field::new(o.name.as_str().into(), dt))
+            })
+            .collect()
+    })
+}
+
+/// A lazy scan over the sources in the node's format.
+pub fn scan(cfg: &IngestionConfig, data: &SourceData) -> PolarsResult<LazyFrame> {
+    let format = cfg.effective_format().unwrap_or(Format::Csv);
+    let o = &cfg.options;
+    let overrides = overrides(cfg);
+    let lf = match format {
+        Format::Csv => {
+            let mut r = LazyCsvReader::new_with_sources(data.sources())
+                .with_has_header(o.has_header.unwrap_or(true))
+                .with_separator(
+                    o.delimiter
+                        .as_deref()
+                        .map(|d| d.as_bytes()[0])
+                        .unwrap_or(b','),
+                )
+                .with_try_parse_dates(o.try_parse_dates.unwrap_or(false))
+                .with_skip_rows(o.skip_rows.unwrap_or(0));
+            if let Some(q) = &o.quote_char {
+                r = r.with_quote_char(Some(q.as_bytes()[0]));
+            }
+            if let Some(c) = &o.comment_prefix {
+                r = r.with_comment_prefix(Some(c.as_str().into()));
+            }
+            if let Some(nv) = &o.null_values {
+                r = r.with_null_values(Some(NullValues::AllColumns(
+                    nv.iter().map(|s| s.as_str().into()).collect(),
+                )));
+            }
+            if let Some(n) = o.infer_schema_length {
+                r = r.with_infer_schema_length(Some(n));
+            }
+            if let Some(s) = &overrides {
+                r = r.with_dtype_overwrite(Some(Arc::new(s.clone())));
+            }
+            return r.finish();
+        }
+        Format::Parquet => {
+            LazyFrame::scan_parquet_sources(data.sources(), ScanArgsParquet::default())?
+        }
+        Format::Ndjson => {
+            let mut r = LazyJsonLineReader::new_with_sources(data.sources());
+            if let Some(n) = o.infer_schema_length.and_then(std::num::NonZeroUsize::new) {
+                r = r.with_infer_schema_length(Some(n));
+            }
+            if let Some(s) = &overrides {
+                r = r.with_schema_overwrite(Some(Arc::new(s.clone())));
+            }
+            return r.finish();
+        }
+        Format::Json => {
+            // JSON arrays have no lazy reader: read each file eagerly.
+            let mut frames = Vec::with_capacity(data.len());
+            for bytes in data
+                .read_all()
+                .map_err(|e| polars_err!(ComputeError: "{e}"))?
+            {
+                let mut r = JsonReader::new(Cursor::new(bytes)).with_json_format(JsonFormat::Json);
+                if let Some(n) = o.infer_schema_length.and_then(std::num::NonZeroUsize::new) {
+                    r = r.infer_schema_len(Some(n));
+                }
+                frames.push(r.finish()?.lazy());
+            }
+            if frames.len() == 1 {
+                frames.pop().unwrap()
+            } else {
+                concat_lf_diagonal(frames, UnionArgs::default())?
+            }
+        }
+    };
+    // Parquet and JSON carry their own types; overrides become casts.
+    Ok(match overrides {
+        Some(s) => lf.with_columns(
+            s.iter()
+                .map(|(n, dt)| col(n.clone()).strict_cast(dt.clone()))
+                .collect::<Vec<_>>(),
+        ),
+        None => lf,
+    })
+}
+
+/// Which source file breaks a failing scan, for the error message.
+pub fn culprit(
+    cfg: &IngestionConfig,
+    data: &SourceData,
+    keys: &[String],
+) -> Option<(String, String)> {
+    for i in 0..data.len() {
+        let single = data.single(i);
+        if let Err(e) = scan(cfg, &single).and_then(|lf| lf.collect()) {
+            return Some((keys[i].clone(), e.to_string()));
+        }
+    }
+    None
+}

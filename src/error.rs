@@ -1,0 +1,118 @@
+//! Errors of the engine layer, and whose fault they are.
+//!
+//! The queue (a later layer) decides from [`Fault`] and
+//! [`EngineError::is_retryable`] whether to retry a run or fail it at once
+//! with the message: a pipeline error never gets better by retrying, a
+//! storage hiccup usually does.
+
+use crate::store::StoreError;
+use crate::validate::Report;
+
+/// Who has to act for the error to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// The pipeline or its data: fix the definition or the input.
+    User,
+    /// Storage, network, the database: may pass by itself.
+    External,
+    /// A bug in mudrock.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("pipeline is invalid:\n{0}")]
+    Invalid(Report),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            EngineError::Invalid(_) => Fault::User,
+            EngineError::Store(StoreError::InvalidKey { .. }) => Fault::User,
+            EngineError::Store(_) => Fault::External,
+            EngineError::Internal(_) => Fault::Internal,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a node failed; recorded in node results and error frames.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeErrorKind {
+    /// Config refers to missing columns, types do not fit.
+    Config,
+    /// The data could not be read or computed (malformed file, bad cast).
+    Data,
+    /// An assert's checks failed.
+    Assertion,
+    /// Reading or writing storage failed.
+    Storage,
+    /// The node ran longer than `execution.timeoutSeconds`.
+    Timeout,
+    Internal,
+}
+
+impl NodeErrorKind {
+    pub fn fault(&self) -> Fault {
+        match self {
+            NodeErrorKind::Storage => Fault::External,
+            NodeErrorKind::Internal => Fault::Internal,
+            _ => Fault::User,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeErrorKind::Config => "config",
+            NodeErrorKind::Data => "data",
+            NodeErrorKind::Assertion => "assertion",
+            NodeErrorKind::Storage => "storage",
+            NodeErrorKind::Timeout => "timeout",
+            NodeErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// A node's failure: kind, message, and the config field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NodeError {
+    pub kind: NodeErrorKind,
+    pub message: String,
+    /// JSON path of the offending field (`nodes[2].config.predicate`).
+    pub path: Option<String>,
+    pub retryable: bool,
+}
+
+impl NodeError {
+    pub fn new(kind: NodeErrorKind, message: impl Into<String>) -> Self {
+        NodeError {
+            kind,
+            message: message.into(),
+            path: None,
+            retryable: false,
+        }
+    }
+
+    pub fn storage(e: StoreError) -> Self {
+        NodeError {
+            kind: NodeErrorKind::Storage,
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+            path: None,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! mudrock: the execution side of MudRock.
+//!
+//! A pipeline document is validated ([`validate`]) into a [`pipeline::Pipeline`],
+//! planned and run by the [`engine`] against an [`store::ObjectStore`], with a
+//! content [`cache`] and the run [`artifacts`] laid out as the storage spec
+//! says. The queue, API and S3 store build on these seams.
+
+pub mod artifacts;
+pub mod cache;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod pipeline;
+pub mod store;
+pub mod validate;
+
+pub use mudrock_operators as operators;

@@ -1,0 +1,238 @@
+//! The conformance suite every [`ObjectStore`] must pass.
+//!
+//! Called from the tests of each implementation (memory, local directory,
+//! and S3 against a real server), so they all behave alike. Panics with a
+//! message naming the broken expectation.
+
+use bytes::Bytes;
+
+use super::{ObjectStore, StoreError};
+
+/// Runs every check against `store`, using buckets whose names start with
+/// `bucket_prefix` (they are created).
+pub async fn run_all(store: &dyn ObjectStore, bucket_prefix: &str) {
+    let bucket = format!("{bucket_prefix}-conf");
+    store.create_bucket(&bucket).await.expect("create_bucket");
+    store
+        .create_bucket(&bucket)
+        .await
+        .expect("create_bucket must be idempotent");
+
+    put_get_head(store, &bucket).await;
+    missing(store, &bucket, bucket_prefix).await;
+    list_by_prefix(store, &bucket).await;
+    delete(store, &bucket).await;
+    copy(store, &bucket).await;
+    streaming(store, &bucket).await;
+    put_file(store, &bucket).await;
+    invalid_keys(store, &bucket).await;
+}
+
+async fn put_get_head(store: &dyn ObjectStore, b: &str) {
+    let m = store
+        .put(b, "a/one.txt", Bytes::from_static(b"hello"))
+        .await
+        .expect("put");
+    assert_eq!(m.size, 5, "put reports the size");
+    assert_eq!(
+        store.get(b, "a/one.txt").await.expect("get").as_ref(),
+        b"hello"
+    );
+    let h = store.head(b, "a/one.txt").await.expect("head");
+    assert_eq!(h.size, 5);
+    assert_eq!(h.key, "a/one.txt");
+    // Overwrite: new content, new version.
+    let m2 = store
+        .put(b, "a/one.txt", Bytes::from_static(b"hello, world"))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.get(b, "a/one.txt").await.unwrap().as_ref(),
+        b"hello, world"
+    );
+    assert_ne!(m.version, m2.version, "an overwrite changes the version");
+    assert_eq!(
+        store.head(b, "a/one.txt").await.unwrap().version,
+        m2.version,
+        "head and put agree on the version"
+    );
+    // Empty objects are objects.
+    store
+        .put(b, "a/empty", Bytes::new())
+        .await
+        .expect("put empty");
+    assert_eq!(store.head(b, "a/empty").await.unwrap().size, 0);
+}
+
+async fn missing(store: &dyn ObjectStore, b: &str, prefix: &str) {
+    assert!(
+        matches!(
+            store.get(b, "nope/x").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "get of a missing key is NotFound"
+    );
+    assert!(
+        matches!(
+            store.head(b, "nope/x").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "head of a missing key is NotFound"
+    );
+    let ghost = format!("{prefix}-ghost");
+    assert!(
+        matches!(
+            store.put(&ghost, "k", Bytes::from_static(b"x")).await,
+            Err(StoreError::NoSuchBucket(_))
+        ),
+        "put into a missing bucket is NoSuchBucket"
+    );
+}
+
+async fn list_by_prefix(store: &dyn ObjectStore, b: &str) {
+    for k in [
+        "l/b/2.csv",
+        "l/a/1.csv",
+        "l/a/sub/3.csv",
+        "l/ab.csv",
+        "m/4.csv",
+    ] {
+        store
+            .put(b, k, Bytes::from(k.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    let keys = |v: Vec<super::ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.list(b, "l/").await.unwrap()),
+        ["l/a/1.csv", "l/a/sub/3.csv", "l/ab.csv", "l/b/2.csv"],
+        "list returns every key under the prefix, sorted"
+    );
+    assert_eq!(
+        keys(store.list(b, "l/a").await.unwrap()),
+        ["l/a/1.csv", "l/a/sub/3.csv", "l/ab.csv"],
+        "a prefix is a string prefix, not a directory"
+    );
+    assert!(
+        store.list(b, "zzz/").await.unwrap().is_empty(),
+        "an unmatched prefix lists nothing"
+    );
+    let all = store.list(b, "").await.unwrap();
+    assert!(all.iter().any(|m| m.key == "m/4.csv") && all.iter().any(|m| m.key == "l/ab.csv"));
+    let sizes: Vec<u64> = store
+        .list(b, "l/a/")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.size)
+        .collect();
+    assert_eq!(
+        sizes,
+        ["l/a/1.csv".len() as u64, "l/a/sub/3.csv".len() as u64],
+        "list reports sizes"
+    );
+}
+
+async fn delete(store: &dyn ObjectStore, b: &str) {
+    store.put(b, "d/x", Bytes::from_static(b"x")).await.unwrap();
+    store.delete(b, "d/x").await.expect("delete");
+    assert!(
+        matches!(store.head(b, "d/x").await, Err(StoreError::NotFound { .. })),
+        "deleted objects are gone"
+    );
+    store
+        .delete(b, "d/x")
+        .await
+        .expect("deleting a missing object succeeds");
+    assert!(store.list(b, "d/").await.unwrap().is_empty());
+}
+
+async fn copy(store: &dyn ObjectStore, b: &str) {
+    store
+        .put(b, "c/src", Bytes::from_static(b"original"))
+        .await
+        .unwrap();
+    let m = store.copy(b, "c/src", "c/deep/dst").await.expect("copy");
+    assert_eq!(m.size, 8);
+    assert_eq!(
+        store.get(b, "c/deep/dst").await.unwrap().as_ref(),
+        b"original"
+    );
+    // The copy is independent of later writes to the source.
+    store
+        .put(b, "c/src", Bytes::from_static(b"changed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(b, "c/deep/dst").await.unwrap().as_ref(),
+        b"original",
+        "a copy does not follow its source"
+    );
+    assert!(matches!(
+        store.copy(b, "c/none", "c/x").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn streaming(store: &dyn ObjectStore, b: &str) {
+    // 20 MiB in 1 MiB chunks with a recognisable pattern.
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut w = store.writer(b, "s/big.bin").await.expect("writer");
+    for _ in 0..20 {
+        w.write(Bytes::from(chunk.clone()))
+            .await
+            .expect("write chunk");
+    }
+    assert!(
+        matches!(
+            store.head(b, "s/big.bin").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a streaming write is invisible until finished"
+    );
+    let m = w.finish().await.expect("finish");
+    assert_eq!(m.size, 20 << 20);
+    let data = store.get(b, "s/big.bin").await.unwrap();
+    assert_eq!(data.len(), 20 << 20);
+    assert!(
+        data.chunks(1 << 20).all(|c| c == chunk.as_slice()),
+        "streamed bytes arrive intact and in order"
+    );
+
+    let mut w = store.writer(b, "s/aborted.bin").await.unwrap();
+    w.write(Bytes::from_static(b"partial")).await.unwrap();
+    w.abort().await.expect("abort");
+    assert!(
+        matches!(
+            store.head(b, "s/aborted.bin").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "an aborted write leaves nothing"
+    );
+    assert_eq!(
+        store.list(b, "s/").await.unwrap().len(),
+        1,
+        "no temporary objects are listed"
+    );
+}
+
+async fn put_file(store: &dyn ObjectStore, b: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.bin");
+    std::fs::write(&p, vec![7u8; 3 << 20]).unwrap();
+    let m = store.put_file(b, "f/file.bin", &p).await.expect("put_file");
+    assert_eq!(m.size, 3 << 20);
+    assert_eq!(store.get(b, "f/file.bin").await.unwrap().len(), 3 << 20);
+}
+
+async fn invalid_keys(store: &dyn ObjectStore, b: &str) {
+    for k in ["../escape", "/abs", "a/../../b", ""] {
+        assert!(
+            matches!(
+                store.put(b, k, Bytes::from_static(b"x")).await,
+                Err(StoreError::InvalidKey { .. })
+            ),
+            "key {k:?} must be rejected"
+        );
+    }
+}

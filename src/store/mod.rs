@@ -1,0 +1,180 @@
+//! Object stores: where sources are read and artifacts are written.
+//!
+//! One trait, [`ObjectStore`], with buckets and keys as S3 has them, and
+//! implementations for a local directory (the embedded default: one folder
+//! per bucket) and memory (unit tests). The S3 implementation comes with
+//! the S3 issue; [`conformance`] is the suite every implementation passes.
+//!
+//! Writes are atomic per object: a reader sees the old object, the new one,
+//! or none, never a prefix. Larger-than-memory writes go through
+//! [`ObjectStore::writer`], which streams and only publishes on `finish`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub mod conformance;
+mod local;
+mod memory;
+
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the content may have changed: an ETag on S3,
+    /// modification time in nanoseconds on disk. Used by the source hash
+    /// index to skip re-reading unchanged sources.
+    pub version: String,
+}
+
+/// Why a store call failed; says whether retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found: {bucket}/{key}")]
+    NotFound { bucket: String, key: String },
+    #[error("bucket does not exist: {0}")]
+    NoSuchBucket(String),
+    #[error("invalid object key \"{key}\": {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("access denied to {bucket}/{key}")]
+    Unauthorized { bucket: String, key: String },
+    /// Timeouts, throttling, connection resets: worth another try.
+    #[error("storage temporarily unavailable: {0}")]
+    Transient(String),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+
+    pub(crate) fn io(bucket: &str, key: &str, e: std::io::Error) -> StoreError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            },
+            std::io::ErrorKind::PermissionDenied => StoreError::Unauthorized {
+                bucket: bucket.into(),
+                key: key.into(),
+            },
+            std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock => {
+                StoreError::Transient(format!("{bucket}/{key}: {e}"))
+            }
+            _ => StoreError::Other(format!("{bucket}/{key}: {e}")),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A streaming upload; nothing is visible until [`ObjectWriter::finish`].
+#[async_trait]
+pub trait ObjectWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    async fn finish(self: Box<Self>) -> Result<ObjectMeta>;
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Buckets of objects addressed by key.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Creates the bucket; succeeds if it exists.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+    async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta>;
+    async fn get(&self, bucket: &str, key: &str) -> Result<Bytes>;
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Removes the object; removing a missing object succeeds.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta>;
+    async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Uploads a local file, streaming it in chunks.
+    async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<ObjectMeta> {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
+        let mut w = self.writer(bucket, key).await?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(StoreError::Other(format!("{}: {e}", path.display())));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = w.write(Bytes::copy_from_slice(&buf[..n])).await {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+        }
+        w.finish().await
+    }
+
+    /// A local path holding the object, when the store is a directory:
+    /// lets Polars scan sources in place (with pushdown) instead of
+    /// reading them into memory first.
+    fn local_path(&self, _bucket: &str, _key: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// Checks that a key is a relative path that stays inside its bucket.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.starts_with('/') {
+        return bad("must not start with /");
+    }
+    if key.contains('\0') || key.contains('\\') {
+        return bad("must not contain NUL or backslash");
+    }
+    if key.split('/').any(|s| s == ".." || s == ".") {
+        return bad("must not contain . or .. segments");
+    }
+    if key.split('/').any(|s| s.is_empty()) && !key.ends_with('/') {
+        return bad("must not contain empty segments");
+    }
+    Ok(())
+}
+
+/// Checks a bucket name the way S3 does (lowercase, digits, dots, dashes).
+pub fn check_bucket(bucket: &str) -> Result<()> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey {
+            key: bucket.into(),
+            reason: "not a valid bucket name".into(),
+        })
+    }
+}
