@@ -247,7 +247,9 @@ pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|s| s.name).collect()
 }
 
-/// `did you mean "x"?` for the closest candidate, if one is close enough.
+/// `did you mean "x"?` for the closest candidate, if one is close enough:
+/// a typo (Jaro-Winkler similarity) or an abbreviation (`qty` for
+/// `quantity`: every letter, in order, starting alike).
 pub fn did_you_mean<'a>(
     given: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -255,10 +257,25 @@ pub fn did_you_mean<'a>(
     let given_lower = given.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&given_lower, &c.to_lowercase()), c))
+        .map(|c| {
+            let cl = c.to_lowercase();
+            let mut score = strsim::jaro_winkler(&given_lower, &cl);
+            if given_lower.len() >= 2
+                && cl.starts_with(&given_lower[..1])
+                && is_subsequence(&given_lower, &cl)
+            {
+                score = score.max(0.85);
+            }
+            (score, c)
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("did you mean \"{c}\"?"))
+}
+
+fn is_subsequence(short: &str, long: &str) -> bool {
+    let mut it = long.chars();
+    short.chars().all(|c| it.any(|l| l == c))
 }
 
 fn parse_config<C: Operator + DeserializeOwned + 'static>(

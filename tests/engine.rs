@@ -1,0 +1,939 @@
+//! End-to-end behaviour of the engine on the local store: the artifact tree,
+//! the cache, failure semantics and atomicity.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use mudrock::artifacts::{NodeStatus, RunStatus};
+use mudrock::engine::{Engine, Event, RunOptions};
+use mudrock::store::{ObjectMeta, ObjectStore, ObjectWriter, StoreError};
+use polars::prelude::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_produces_the_spec_tree() {
+    let env = Env::new();
+    env.copy_example_data();
+    let r = env.run(&example()).await;
+    let m = &r.meta;
+    assert_eq!(m.status, RunStatus::Succeeded, "{:?}", m.error);
+    let run = format!("pipelines/sales-by-region/runs/{}/", m.run_id);
+    assert_eq!(r.run_prefix, run);
+    let mut expected = vec![format!("{run}lineage.json"), format!("{run}metadata.json")];
+    for out in [
+        "customer_issues",
+        "large_orders_out",
+        "sales_by_region",
+        "top_customers_out",
+    ] {
+        for f in ["data.parquet", "metadata.json", "schema.json"] {
+            expected.push(format!("{run}outputs/{out}/{f}"));
+        }
+    }
+    expected.sort();
+    assert_eq!(env.files(&run), expected);
+    assert!(env.exists("exports/sales/by_region.csv"));
+
+    // Outputs hold the right data: recompute revenue by region directly.
+    let by_region = env.parquet(&format!("{run}outputs/sales_by_region/data.parquet"));
+    assert_eq!(by_region.height(), 48, "4 regions x 12 months");
+    let total: f64 = by_region
+        .column("revenue")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .sum()
+        .unwrap();
+    let orders = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(env.path("shared/sales/orders.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let products =
+        JsonReader::new(std::fs::File::open(env.path("shared/sales/products.ndjson")).unwrap())
+            .with_json_format(JsonFormat::JsonLines)
+            .finish()
+            .unwrap();
+    let expected_total = orders
+        .lazy()
+        .filter(
+            col("status")
+                .neq(lit("cancelled"))
+                .and(col("quantity").gt(lit(0))),
+        )
+        .join(
+            products.lazy(),
+            [col("product_id")],
+            [col("product_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([
+            (col("quantity").cast(DataType::Float64) * col("unit_price"))
+                .sum()
+                .alias("t"),
+        ])
+        .collect()
+        .unwrap()
+        .column("t")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!(
+        (total - expected_total).abs() < 1e-6,
+        "{total} vs {expected_total}"
+    );
+    let top = env.parquet(&format!("{run}outputs/top_customers_out/data.parquet"));
+    assert_eq!(top.height(), 10);
+    let rev: Vec<f64> = top
+        .column("revenue")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(
+        rev.windows(2).all(|w| w[0] >= w[1]),
+        "top customers sorted by revenue"
+    );
+
+    // The handled failure and its error frame.
+    assert_eq!(node(m, "unique_emails").status, NodeStatus::Failed);
+    assert_eq!(node(m, "unique_emails").handled, Some(true));
+    assert_eq!(m.handled_failures.len(), 1);
+    assert_eq!(m.handled_failures[0].handled_by, ["customer_issues"]);
+    let issues = env.parquet(&format!("{run}outputs/customer_issues/data.parquet"));
+    assert_eq!(
+        issues
+            .get_column_names()
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "run_id",
+            "node_id",
+            "node_name",
+            "error_kind",
+            "message",
+            "failed_at"
+        ]
+    );
+    assert_eq!(
+        issues.column("node_id").unwrap().str().unwrap().get(0),
+        Some("unique_emails")
+    );
+    assert_eq!(
+        issues.column("error_kind").unwrap().str().unwrap().get(0),
+        Some("assertion")
+    );
+    assert_eq!(
+        issues.column("run_id").unwrap().str().unwrap().get(0),
+        Some(m.run_id.as_str())
+    );
+    assert_eq!(
+        node(m, "large_orders").status,
+        NodeStatus::Succeeded,
+        "max(revenue) > 1000 holds"
+    );
+
+    // Run metadata carries every field of the spec.
+    let meta = env.json(&format!("{run}metadata.json"));
+    for k in [
+        "runId",
+        "pipelineId",
+        "projectId",
+        "pipelineVersion",
+        "definitionHash",
+        "trigger",
+        "status",
+        "attempt",
+        "startedAt",
+        "finishedAt",
+        "durationMs",
+        "worker",
+        "engine",
+        "nodes",
+        "definition",
+    ] {
+        assert!(meta.get(k).is_some(), "run metadata lacks {k}");
+    }
+    let n0 = &meta["nodes"][0];
+    for k in [
+        "nodeId",
+        "name",
+        "nodeType",
+        "operator",
+        "status",
+        "reason",
+        "cacheKey",
+        "cacheHit",
+        "startedAt",
+        "durationMs",
+        "rows",
+        "bytes",
+        "error",
+    ] {
+        assert!(n0.get(k).is_some(), "node record lacks {k}");
+    }
+    let df_meta = env.json(&format!("{run}outputs/sales_by_region/metadata.json"));
+    for k in [
+        "dataframeId",
+        "nodeId",
+        "runId",
+        "rows",
+        "bytes",
+        "blake3",
+        "cacheKey",
+        "createdAt",
+        "compression",
+    ] {
+        assert!(df_meta.get(k).is_some(), "dataframe metadata lacks {k}");
+    }
+    let data = env.read(&format!("{run}outputs/sales_by_region/data.parquet"));
+    assert_eq!(df_meta["blake3"], blake3::hash(&data).to_hex().to_string());
+    assert_eq!(df_meta["bytes"], data.len() as u64);
+    let schema = env.json(&format!("{run}outputs/sales_by_region/schema.json"));
+    let names: Vec<&str> = schema["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["region", "month", "revenue", "orders"]);
+    assert_eq!(schema["arrow"]["fields"].as_array().unwrap().len(), 4);
+
+    // Lineage: sources, outputs, the conditional and the error edge taken.
+    let lineage = env.json(&format!("{run}lineage.json"));
+    assert_eq!(lineage["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(lineage["outputs"].as_array().unwrap().len(), 4);
+    let taken: Vec<&str> = lineage["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["edgeId"].as_str().unwrap())
+        .collect();
+    assert!(
+        taken.contains(&"e10") && taken.contains(&"e12"),
+        "{taken:?}"
+    );
+    let src = &lineage["sources"][0];
+    assert_eq!(
+        src["blake3"],
+        blake3::hash(&env.read(src["key"].as_str().unwrap()))
+            .to_hex()
+            .to_string()
+    );
+}
+
+/// orders → filter → derive → aggregate → output, and a second branch.
+fn chain() -> serde_json::Value {
+    doc(
+        "chain",
+        vec![
+            ingest("a", "shared/a.csv"),
+            ingest("b", "shared/b.csv"),
+            op(
+                "fa",
+                json!({"operator": "filter", "predicate": "x > 1"}),
+                &["a"],
+            ),
+            op(
+                "da",
+                json!({"operator": "derive", "columns": [{"name": "y", "expr": "x * 10"}]}),
+                &["fa"],
+            ),
+            op(
+                "fb",
+                json!({"operator": "filter", "predicate": "x > 0"}),
+                &["b"],
+            ),
+            output("out_a", "da"),
+            output("out_b", "fb"),
+        ],
+        vec![],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_run_does_no_polars_work() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let first = env.run(&chain()).await;
+    assert!(first.computed);
+    assert!(first.meta.nodes.iter().all(|n| !n.cache_hit));
+    let second = env.run(&chain()).await;
+    assert_eq!(second.meta.status, RunStatus::Succeeded);
+    assert!(!second.computed, "a fully cached run does no Polars work");
+    assert!(
+        second
+            .meta
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Cached && n.cache_hit)
+    );
+    let a1 = env.json(&format!("{}outputs/out_a/metadata.json", first.run_prefix));
+    let a2 = env.json(&format!("{}outputs/out_a/metadata.json", second.run_prefix));
+    assert_eq!(a1["blake3"], a2["blake3"]);
+    assert_eq!(a2["rows"], 2);
+    let df = env.parquet(&format!("{}outputs/out_a/data.parquet", second.run_prefix));
+    assert_eq!(
+        df.column("y")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>(),
+        [20, 30]
+    );
+
+    // --no-cache computes again.
+    let third = env.run_with(&chain(), |o| o.use_cache = false).await;
+    assert!(third.computed);
+    assert!(third.meta.nodes.iter().all(|n| !n.cache_hit));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_source_misses_exactly_its_descendants() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let first = env.run(&chain()).await;
+    // Same size, different bytes: the hash index must not be fooled.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    env.put("shared/b.csv", "x\n6\n");
+    let second = env.run(&chain()).await;
+    for id in ["a", "fa", "da", "out_a"] {
+        assert_eq!(
+            node(&second.meta, id).cache_key,
+            node(&first.meta, id).cache_key,
+            "{id} key unchanged"
+        );
+        assert!(node(&second.meta, id).cache_hit, "{id} is cached");
+    }
+    for id in ["b", "fb", "out_b"] {
+        assert_ne!(
+            node(&second.meta, id).cache_key,
+            node(&first.meta, id).cache_key,
+            "{id} key changed"
+        );
+        assert!(!node(&second.meta, id).cache_hit, "{id} recomputed");
+    }
+    let df = env.parquet(&format!("{}outputs/out_b/data.parquet", second.run_prefix));
+    assert_eq!(df.column("x").unwrap().i64().unwrap().get(0), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_config_misses_downstream_and_metadata_changes_nothing() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let first = env.run(&chain()).await;
+
+    // Names, editor metadata and execution settings are not part of keys.
+    let mut cosmetic = chain();
+    for n in cosmetic["nodes"].as_array_mut().unwrap() {
+        n["name"] = json!("renamed");
+        n["metadata"] = json!({"x": 10, "y": 20});
+        n["execution"] = json!({"retries": 2});
+    }
+    let second = env.run(&cosmetic).await;
+    assert!(!second.computed);
+    for (a, b) in first.meta.nodes.iter().zip(&second.meta.nodes) {
+        assert_eq!(a.cache_key, b.cache_key, "{} key", a.node_id);
+    }
+
+    let mut changed = chain();
+    changed["nodes"][3]["config"]["columns"][0]["expr"] = json!("x * 100");
+    let third = env.run(&changed).await;
+    for id in ["a", "fa", "b", "fb", "out_b"] {
+        assert_eq!(
+            node(&third.meta, id).cache_key,
+            node(&first.meta, id).cache_key,
+            "{id}"
+        );
+    }
+    for id in ["da", "out_a"] {
+        assert_ne!(
+            node(&third.meta, id).cache_key,
+            node(&first.meta, id).cache_key,
+            "{id}"
+        );
+    }
+    assert!(node(&third.meta, "out_b").cache_hit);
+    assert!(!node(&third.meta, "out_a").cache_hit);
+    let df = env.parquet(&format!("{}outputs/out_a/data.parquet", third.run_prefix));
+    assert_eq!(df.column("y").unwrap().i64().unwrap().get(0), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_points_hit_when_only_later_nodes_change() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    let mk = |factor: i64| {
+        doc(
+            "cp",
+            vec![
+                ingest("a", "shared/a.csv"),
+                json!({"id": "fa", "nodeType": "operator", "config": {"operator": "filter", "predicate": "x > 1"},
+                       "dependencies": ["a"], "execution": {"cache": true}}),
+                op(
+                    "da",
+                    json!({"operator": "derive", "columns": [{"name": "y", "expr": format!("x * {factor}")}]}),
+                    &["fa"],
+                ),
+                output("out", "da"),
+            ],
+            vec![],
+        )
+    };
+    env.run(&mk(2)).await;
+    let r = env.run(&mk(3)).await;
+    assert!(
+        node(&r.meta, "fa").cache_hit,
+        "an explicit cache point upstream of the change hits"
+    );
+    assert!(
+        node(&r.meta, "a").cache_hit,
+        "nodes fused into a hit are served by it"
+    );
+    assert!(!node(&r.meta, "da").cache_hit && !node(&r.meta, "out").cache_hit);
+    let df = env.parquet(&format!("{}outputs/out/data.parquet", r.run_prefix));
+    assert_eq!(
+        df.column("y")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>(),
+        [6, 9]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_cache_entry_is_a_miss() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let first = env.run(&chain()).await;
+    let key = node(&first.meta, "out_a").cache_key.clone().unwrap();
+    let data = format!("pipelines/chain/cache/{key}/data.parquet");
+    let mut bytes = env.read(&data);
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0xff;
+    env.put(&data, &bytes);
+    let second = env.run(&chain()).await;
+    assert!(
+        !node(&second.meta, "out_a").cache_hit,
+        "a data file that no longer matches its hash is not used"
+    );
+    assert!(node(&second.meta, "out_b").cache_hit);
+    env.put(
+        &format!("pipelines/chain/cache/{key}/metadata.json"),
+        "garbage",
+    );
+    let third = env.run(&chain()).await;
+    assert!(
+        !node(&third.meta, "out_a").cache_hit,
+        "unreadable metadata is a miss"
+    );
+    assert_eq!(third.meta.status, RunStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_skips_its_descendants_while_other_branches_finish() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\nabc\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let d = doc(
+        "fail",
+        vec![
+            ingest("a", "shared/a.csv"),
+            ingest("b", "shared/b.csv"),
+            op(
+                "cast_a",
+                json!({"operator": "cast", "columns": [{"name": "x", "dtype": "int64"}]}),
+                &["a"],
+            ),
+            // Not a limit: Polars would push it into the scan and never
+            // see the bad row.
+            op(
+                "more",
+                json!({"operator": "derive", "columns": [{"name": "y", "expr": "x + 1"}]}),
+                &["cast_a"],
+            ),
+            output("out_a", "more"),
+            output("out_b", "b"),
+        ],
+        vec![],
+    );
+    let r = env.run(&d).await;
+    let m = &r.meta;
+    assert_eq!(m.status, RunStatus::Failed);
+    assert_eq!(node(m, "cast_a").status, NodeStatus::Failed);
+    assert_eq!(node(m, "cast_a").reason.as_deref(), Some("data"));
+    assert!(
+        node(m, "cast_a")
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("conversion"),
+        "{:?}",
+        node(m, "cast_a").error
+    );
+    assert_eq!(node(m, "a").status, NodeStatus::Succeeded);
+    for id in ["more", "out_a"] {
+        assert_eq!(node(m, id).status, NodeStatus::Skipped);
+        assert_eq!(
+            node(m, id).reason.as_deref(),
+            Some("upstream_failed"),
+            "{id}"
+        );
+    }
+    assert_eq!(node(m, "out_b").status, NodeStatus::Succeeded);
+    assert!(m.error.as_deref().unwrap().starts_with("node \"cast_a\": "));
+    // The failed run is committed as failed; the other output is there.
+    let meta = env.json(&format!("{}metadata.json", r.run_prefix));
+    assert_eq!(meta["status"], "failed");
+    assert!(env.exists(&format!("{}outputs/out_b/data.parquet", r.run_prefix)));
+    assert!(!env.exists(&format!("{}outputs/out_a/data.parquet", r.run_prefix)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_edges_handle_failures_and_conditions_skip() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n");
+    let d = doc(
+        "edges",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "check",
+                json!({"operator": "assert", "checks": [{"name": "big", "expr": "x > 1"}]}),
+                &[],
+            ),
+            op(
+                "report",
+                json!({"operator": "select", "columns": ["node_id", "error_kind", "message"]}),
+                &[],
+            ),
+            output("errors", "report"),
+            op("many", json!({"operator": "limit", "n": 5}), &[]),
+            output("many_out", "many"),
+            output("after_check", "check"),
+        ],
+        vec![
+            json!({"id": "e1", "sourceNodeId": "a", "targetNodeId": "check", "edgeType": "data_flow"}),
+            json!({"id": "e2", "sourceNodeId": "check", "targetNodeId": "report", "edgeType": "error"}),
+            json!({"id": "e3", "sourceNodeId": "a", "targetNodeId": "many", "edgeType": "conditional", "condition": "count(*) > 1000"}),
+        ],
+    );
+    let r = env.run(&d).await;
+    let m = &r.meta;
+    assert_eq!(
+        m.status,
+        RunStatus::Succeeded,
+        "a handled failure does not fail the run: {:?}",
+        m.error
+    );
+    assert_eq!(node(m, "check").status, NodeStatus::Failed);
+    assert_eq!(
+        node(m, "check").error.as_deref(),
+        Some("1 of 1 checks failed: big (x > 1): 1 of 2 rows fail")
+    );
+    assert_eq!(
+        node(m, "after_check").reason.as_deref(),
+        Some("upstream_failed")
+    );
+    assert_eq!(node(m, "report").status, NodeStatus::Succeeded);
+    let errors = env.parquet(&format!("{}outputs/errors/data.parquet", r.run_prefix));
+    assert_eq!(errors.height(), 1);
+    assert_eq!(
+        errors.column("node_id").unwrap().str().unwrap().get(0),
+        Some("check")
+    );
+    assert_eq!(
+        errors.column("message").unwrap().str().unwrap().get(0),
+        Some("1 of 1 checks failed: big (x > 1): 1 of 2 rows fail")
+    );
+    assert_eq!(node(m, "many").reason.as_deref(), Some("condition_false"));
+    assert_eq!(
+        node(m, "many_out").reason.as_deref(),
+        Some("upstream_skipped")
+    );
+    assert_eq!(m.handled_failures.len(), 1);
+
+    // When the source succeeds, the error edge's target does not run.
+    env.put("shared/a.csv", "x\n5\n6\n");
+    let r = env.run(&d).await;
+    assert_eq!(node(&r.meta, "report").reason.as_deref(), Some("no_error"));
+    assert_eq!(node(&r.meta, "after_check").status, NodeStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_connected_nodes_are_skipped_and_strict_refuses_them() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n");
+    let d = doc(
+        "draft",
+        vec![
+            ingest("a", "shared/a.csv"),
+            output("out", "a"),
+            json!({"id": "lonely", "nodeType": "output", "config": {}}),
+            op("half_join", json!({"operator": "join", "on": "x"}), &["a"]),
+        ],
+        vec![],
+    );
+    let (_, report) = mudrock::validate::validate(d.clone(), Default::default()).unwrap();
+    let warnings: Vec<String> = report.warnings().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: nodes[2]: node \"lonely\": not connected: an output node takes 1 input, but has 0; it will be skipped",
+            "warning: nodes[3]: node \"half_join\": not connected: operator \"join\" takes 2 inputs, but has 1; it will be skipped",
+        ]
+    );
+    let r = env.run(&d).await;
+    assert_eq!(r.meta.status, RunStatus::Succeeded);
+    assert_eq!(
+        node(&r.meta, "lonely").reason.as_deref(),
+        Some("not_connected")
+    );
+    assert_eq!(
+        node(&r.meta, "half_join").reason.as_deref(),
+        Some("not_connected")
+    );
+    assert_eq!(node(&r.meta, "out").status, NodeStatus::Succeeded);
+    let strict =
+        mudrock::validate::validate(d, mudrock::validate::Options { strict: true }).unwrap_err();
+    assert_eq!(strict.errors().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_file_fails_the_node_naming_the_file() {
+    let env = Env::new();
+    env.put("shared/ev/a.csv", "id,n\n1,2\n");
+    env.put("shared/ev/b.csv", "id,n\n1,2\n3,oops\n");
+    let d = doc(
+        "bad",
+        vec![
+            json!({"id": "ev", "nodeType": "ingestion", "config": {"source": "shared/ev/*.csv", "format": "csv",
+                   "options": {"schemaOverrides": [{"name": "n", "dtype": "int64"}]}}}),
+            output("out", "ev"),
+        ],
+        vec![],
+    );
+    let r = env.run(&d).await;
+    let ev = node(&r.meta, "ev");
+    assert_eq!(ev.status, NodeStatus::Failed);
+    let msg = ev.error.as_deref().unwrap();
+    assert!(msg.starts_with("shared/ev/b.csv: "), "{msg}");
+    assert!(msg.contains("oops"), "{msg}");
+    assert_eq!(
+        node(&r.meta, "out").reason.as_deref(),
+        Some("upstream_failed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_by_glob_list_json_and_parquet() {
+    let env = Env::new();
+    env.put("shared/ev/2024-02.csv", "id,v\n3,30\n");
+    env.put("shared/ev/2024-01.csv", "id,v\n1,10\n2,20\n");
+    env.put("shared/ev/sub/x.csv", "id,v\n9,90\n");
+    env.put(
+        "shared/j.json",
+        r#"[{"id": 1, "v": 1.5}, {"id": 2, "v": null}]"#,
+    );
+    env.put("shared/n.ndjson", "{\"id\": 1}\n{\"id\": 2}\n{\"id\": 3}\n");
+    let mut df = df!("id" => [1i64, 2, 3, 4]).unwrap();
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(&mut df).unwrap();
+    env.put("shared/p.parquet", &buf);
+    let d = doc(
+        "formats",
+        vec![
+            ingest("glob", "shared/ev/*.csv"),
+            json!({"id": "list", "nodeType": "ingestion", "config": {"source": ["shared/ev/2024-02.csv", "shared/ev/sub/x.csv"]}}),
+            ingest("json", "shared/j.json"),
+            ingest("nd", "shared/n.ndjson"),
+            ingest("pq", "shared/p.parquet"),
+            output("o_glob", "glob"),
+            output("o_list", "list"),
+            output("o_json", "json"),
+            output("o_nd", "nd"),
+            output("o_pq", "pq"),
+        ],
+        vec![],
+    );
+    let r = env.run(&d).await;
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    let rows = |id: &str| node(&r.meta, id).rows;
+    assert_eq!(rows("o_glob"), Some(3), "* does not cross /");
+    assert_eq!(rows("o_list"), Some(2));
+    assert_eq!(rows("o_json"), Some(2));
+    assert_eq!(rows("o_nd"), Some(3));
+    assert_eq!(rows("o_pq"), Some(4));
+    let glob = env.parquet(&format!("{}outputs/o_glob/data.parquet", r.run_prefix));
+    assert_eq!(
+        glob.column("id")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<_>>(),
+        [1, 2, 3],
+        "files in key order"
+    );
+    let lineage = env.json(&format!("{}lineage.json", r.run_prefix));
+    let keys: Vec<&str> = lineage["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["nodeId"] == "glob")
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["shared/ev/2024-01.csv", "shared/ev/2024-02.csv"]);
+
+    let missing = doc(
+        "missing",
+        vec![
+            ingest("m", "shared/nope/*.csv"),
+            ingest("k", "shared/none.csv"),
+            output("o", "m"),
+            output("o2", "k"),
+        ],
+        vec![],
+    );
+    let r = env.run(&missing).await;
+    assert_eq!(
+        node(&r.meta, "m").error.as_deref(),
+        Some("no object matches \"shared/nope/*.csv\"")
+    );
+    assert_eq!(
+        node(&r.meta, "k").error.as_deref(),
+        Some("source \"shared/none.csv\" not found in bucket project-local")
+    );
+}
+
+/// A store that fails writes of keys ending in `fail_suffix`, as a worker
+/// dying at that point would leave the bucket.
+#[derive(Debug)]
+struct FailingStore {
+    inner: Arc<dyn ObjectStore>,
+    fail_suffix: &'static str,
+}
+
+#[async_trait]
+impl ObjectStore for FailingStore {
+    async fn create_bucket(&self, b: &str) -> mudrock::store::Result<()> {
+        self.inner.create_bucket(b).await
+    }
+    async fn put(&self, b: &str, k: &str, d: Bytes) -> mudrock::store::Result<ObjectMeta> {
+        if k.ends_with(self.fail_suffix) {
+            return Err(StoreError::Transient("injected".into()));
+        }
+        self.inner.put(b, k, d).await
+    }
+    async fn get(&self, b: &str, k: &str) -> mudrock::store::Result<Bytes> {
+        self.inner.get(b, k).await
+    }
+    async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<ObjectMeta> {
+        self.inner.head(b, k).await
+    }
+    async fn list(&self, b: &str, p: &str) -> mudrock::store::Result<Vec<ObjectMeta>> {
+        self.inner.list(b, p).await
+    }
+    async fn delete(&self, b: &str, k: &str) -> mudrock::store::Result<()> {
+        self.inner.delete(b, k).await
+    }
+    async fn copy(&self, b: &str, f: &str, t: &str) -> mudrock::store::Result<ObjectMeta> {
+        self.inner.copy(b, f, t).await
+    }
+    async fn writer(&self, b: &str, k: &str) -> mudrock::store::Result<Box<dyn ObjectWriter>> {
+        self.inner.writer(b, k).await
+    }
+    fn local_path(&self, b: &str, k: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(b, k)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_dies_before_its_commit_never_looks_complete() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n");
+    env.put("shared/b.csv", "x\n2\n");
+    let failing = Engine::new(Arc::new(FailingStore {
+        inner: env.store.clone(),
+        fail_suffix: "lineage.json",
+    }));
+    let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    // A retried attempt of a run that had completed before: its old commit
+    // marker must go before anything is rewritten.
+    let mut opts = RunOptions::local(&p);
+    opts.run_id = "run-1".into();
+    env.engine.run(p.clone(), opts.clone()).await.unwrap();
+    assert!(env.exists("pipelines/chain/runs/run-1/metadata.json"));
+    opts.attempt = 2;
+    let err = failing.run(p.clone(), opts.clone()).await.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a storage failure is worth retrying: {err}"
+    );
+    assert!(
+        !env.exists("pipelines/chain/runs/run-1/metadata.json"),
+        "no commit marker without lineage"
+    );
+    // The retry completes under the same id and overwrites its own folder.
+    let ok = env.engine.run(p, opts).await.unwrap();
+    assert_eq!(ok.meta.attempt, 2);
+    assert_eq!(
+        env.json("pipelines/chain/runs/run-1/metadata.json")["attempt"],
+        2
+    );
+    assert_eq!(
+        env.files("pipelines/chain/runs/")
+            .iter()
+            .filter(|f| f.ends_with("metadata.json"))
+            .count(),
+        3,
+        "one run folder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn independent_branches_run_concurrently_up_to_the_limit() {
+    let rows: String = (0..60_000).map(|i| format!("{i},{}\n", i % 7)).collect();
+    for (limit, expect) in [(1usize, 1usize), (4, 2)] {
+        let env = Env::new();
+        env.put("shared/a.csv", format!("x,g\n{rows}"));
+        env.put("shared/b.csv", format!("x,g\n{rows}"));
+        let d = doc(
+            "conc",
+            vec![
+                ingest("a", "shared/a.csv"),
+                ingest("b", "shared/b.csv"),
+                op(
+                    "ga",
+                    json!({"operator": "aggregate", "by": ["g"], "aggregations": [{"name": "s", "expr": "sum(x)"}]}),
+                    &["a"],
+                ),
+                op(
+                    "gb",
+                    json!({"operator": "aggregate", "by": ["g"], "aggregations": [{"name": "s", "expr": "sum(x)"}]}),
+                    &["b"],
+                ),
+                output("oa", "ga"),
+                output("ob", "gb"),
+            ],
+            vec![],
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = env
+            .run_with(&d, |o| {
+                o.concurrency = limit;
+                o.events = Some(tx);
+            })
+            .await;
+        assert_eq!(r.meta.status, RunStatus::Succeeded);
+        let (mut live, mut peak) = (std::collections::HashSet::new(), 0);
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                Event::NodeStarted { node_id } if node_id.starts_with('o') => {
+                    live.insert(node_id);
+                    peak = peak.max(live.len());
+                }
+                Event::NodeFinished(rec) => {
+                    live.remove(&rec.node_id);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(peak, expect, "units in flight with concurrency {limit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_reports_order_hits_and_schemas_without_running() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x,name\n1,a\n2,b\n3,c\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let opts = RunOptions::local(&p);
+    let plan = mudrock::engine::plan::plan(env.store.as_ref(), p.clone(), &opts)
+        .await
+        .unwrap();
+    let order: Vec<&str> = plan.order.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(
+        order,
+        ["a", "b", "fa", "da", "fb", "out_a", "out_b"],
+        "topological, ties in document order"
+    );
+    assert!(plan.order.iter().all(|n| !n.cache_hit));
+    let out_a = plan.outputs.iter().find(|o| o.node_id == "out_a").unwrap();
+    let cols: Vec<(&str, &str)> = out_a
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.dtype.as_str()))
+        .collect();
+    assert_eq!(cols, [("x", "int64"), ("name", "string"), ("y", "int64")]);
+    assert!(
+        env.files("pipelines/").is_empty(),
+        "planning writes nothing"
+    );
+    env.engine
+        .run(p.clone(), RunOptions::local(&p))
+        .await
+        .unwrap();
+    let plan = mudrock::engine::plan::plan(env.store.as_ref(), p, &opts)
+        .await
+        .unwrap();
+    assert!(
+        plan.order.iter().all(|n| n.cache_hit),
+        "after a run every node would come from the cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_columns_are_found_at_plan_time_with_their_field() {
+    let env = Env::new();
+    env.put("shared/a.csv", "quantity,price\n1,2\n");
+    let d = doc(
+        "cols",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "f",
+                json!({"operator": "filter", "predicate": "qty > 1"}),
+                &["a"],
+            ),
+            output("o", "f"),
+        ],
+        vec![],
+    );
+    let (p, _) = mudrock::validate::validate(d.clone(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let plan = mudrock::engine::plan::plan(env.store.as_ref(), p.clone(), &RunOptions::local(&p))
+        .await
+        .unwrap();
+    let problems: Vec<String> = plan.problems.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "error: nodes[1].config.predicate: node \"f\": unknown column \"qty\" — did you mean \"quantity\"?"
+        ]
+    );
+    let r = env.run(&d).await;
+    assert_eq!(
+        node(&r.meta, "f").error.as_deref(),
+        Some("nodes[1].config.predicate: unknown column \"qty\" — did you mean \"quantity\"?")
+    );
+    assert_eq!(node(&r.meta, "f").reason.as_deref(), Some("config"));
+}
