@@ -369,6 +369,10 @@ impl Validator {
         // Input order: the order of `dependencies`, then the rest of the edges.
         let mut nodes_out = Vec::new();
         for (idx, r) in raw.iter().enumerate() {
+            // A node without a usable id has no edges to check.
+            if r.id.as_ref().is_none_or(|id| ids.get(id) != Some(&idx)) {
+                continue;
+            }
             let mut inputs: Vec<usize> = (0..out_edges.len())
                 .filter(|&e| out_edges[e].target == idx)
                 .collect();

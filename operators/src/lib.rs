@@ -248,8 +248,9 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// `did you mean "x"?` for the closest candidate, if one is close enough:
-/// a typo (Jaro-Winkler similarity) or an abbreviation (`qty` for
-/// `quantity`: every letter, in order, starting alike).
+/// a typo (Jaro-Winkler similarity) or an abbreviation either way (`qty`
+/// for `quantity`, `integer64` for `int64`: every letter, in order,
+/// starting alike).
 pub fn did_you_mean<'a>(
     given: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -260,16 +261,23 @@ pub fn did_you_mean<'a>(
         .map(|c| {
             let cl = c.to_lowercase();
             let mut score = strsim::jaro_winkler(&given_lower, &cl);
-            if given_lower.len() >= 2
-                && cl.starts_with(&given_lower[..1])
-                && is_subsequence(&given_lower, &cl)
+            let abbreviates =
+                is_subsequence(&given_lower, &cl) || is_subsequence(&cl, &given_lower);
+            if given_lower.len() >= 2 && cl.len() >= 2 && cl[..1] == given_lower[..1] && abbreviates
             {
                 score = score.max(0.85);
             }
             (score, c)
         })
         .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        // Among close candidates prefer the fewest edits: "integer64" is
+        // nearer "int64" than "int16" though both start alike.
+        .max_by(|a, b| {
+            let rank = |(score, c): &(f64, &str)| {
+                score + strsim::normalized_damerau_levenshtein(&given_lower, &c.to_lowercase())
+            };
+            rank(a).total_cmp(&rank(b))
+        })
         .map(|(_, c)| format!("did you mean \"{c}\"?"))
 }
 
@@ -400,4 +408,27 @@ pub fn unknown_column(field: impl Into<String>, name: &str, schema: &Schema) -> 
 /// The single input of a one-input operator.
 pub(crate) fn one(mut inputs: Vec<Input>) -> Input {
     inputs.swap_remove(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let dtypes = crate::dtype::NAMES.iter().copied();
+        assert_eq!(
+            did_you_mean("integer64", dtypes).as_deref(),
+            Some("did you mean \"int64\"?")
+        );
+        assert_eq!(
+            did_you_mean("qty", ["price", "quantity"]).as_deref(),
+            Some("did you mean \"quantity\"?")
+        );
+        assert_eq!(
+            did_you_mean("fliter", names()).as_deref(),
+            Some("did you mean \"filter\"?")
+        );
+        assert_eq!(did_you_mean("zzz", names()), None);
+    }
 }

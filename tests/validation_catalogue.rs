@@ -1,0 +1,533 @@
+//! The catalogue of malformed pipelines: each case pins the exact report,
+//! so a changed or lost message fails here. Also: nothing a user can send
+//! makes validation panic.
+
+use mudrock::validate::{Options, validate_str};
+use serde_json::{Value, json};
+
+/// A valid three-node pipeline that each case breaks in one way.
+fn base() -> Value {
+    json!({
+        "name": "catalogue",
+        "nodes": [
+            {"id": "orders", "nodeType": "ingestion", "config": {"source": "shared/orders.csv"}},
+            {"id": "valid", "nodeType": "operator", "config": {"operator": "filter", "predicate": "quantity > 0"}, "dependencies": ["orders"]},
+            {"id": "out", "nodeType": "output", "config": {}, "dependencies": ["valid"]}
+        ],
+        "edges": []
+    })
+}
+
+fn with(f: impl FnOnce(&mut Value)) -> String {
+    let mut v = base();
+    f(&mut v);
+    v.to_string()
+}
+
+fn report(text: &str) -> Vec<String> {
+    match validate_str(text, Options::default()) {
+        Ok((_, r)) => r.diagnostics.iter().map(|d| d.to_string()).collect(),
+        Err(r) => r.diagnostics.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
+        (
+            "bad json",
+            r#"{"nodes": ["#.to_string(),
+            vec!["error: $: invalid JSON at line 1 column 11: EOF while parsing a list"],
+        ),
+        (
+            "not an object",
+            "[1, 2]".to_string(),
+            vec!["error: $: a pipeline must be a JSON object"],
+        ),
+        (
+            "no nodes",
+            "{}".to_string(),
+            vec!["error: nodes: missing: a pipeline needs \"nodes\" (or \"dagDefinition.nodes\")"],
+        ),
+        (
+            "nodes not an array",
+            r#"{"nodes": {"a": 1}}"#.to_string(),
+            vec!["error: nodes: must be an array of nodes"],
+        ),
+        (
+            "dagDefinition disagrees",
+            with(|v| v["dagDefinition"] = json!({"nodes": [], "edges": []})),
+            vec![
+                "error: dagDefinition: disagrees with the top-level \"nodes\"/\"edges\" — keep only one of the two",
+            ],
+        ),
+        (
+            "unknown operator",
+            with(|v| v["nodes"][1]["config"]["operator"] = json!("fliter")),
+            vec![
+                "error: nodes[1].config.operator: node \"valid\": unknown operator \"fliter\" — did you mean \"filter\"?",
+            ],
+        ),
+        (
+            "missing operator",
+            with(|v| {
+                v["nodes"][1]["config"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("operator");
+            }),
+            vec![
+                "error: nodes[1].config.operator: node \"valid\": missing — one of: filter, select, derive, rename, drop, cast, aggregate, join, union, sort, limit, distinct, fill_null, drop_nulls, pivot, unpivot, sql, assert",
+            ],
+        ),
+        (
+            "unknown config field",
+            with(|v| {
+                v["nodes"][1]["config"] =
+                    json!({"operator": "filter", "predicate": "quantity > 0", "predicat": "x"})
+            }),
+            vec![
+                "error: nodes[1].config.predicat: node \"valid\": unknown field \"predicat\" for operator \"filter\" — did you mean \"predicate\"?",
+            ],
+        ),
+        (
+            "missing config field",
+            with(|v| v["nodes"][1]["config"] = json!({"operator": "filter"})),
+            vec![
+                "error: nodes[1].config.predicate: node \"valid\": missing field \"predicate\" for operator \"filter\"",
+            ],
+        ),
+        (
+            "wrong config type",
+            with(|v| v["nodes"][1]["config"] = json!({"operator": "limit", "n": "ten"})),
+            vec![
+                "error: nodes[1].config.n: node \"valid\": invalid type: string \"ten\", expected u32",
+            ],
+        ),
+        (
+            "unknown node type",
+            with(|v| v["nodes"][1]["nodeType"] = json!("operatr")),
+            vec![
+                "error: nodes[1].nodeType: node \"valid\": unknown node type \"operatr\" — did you mean \"operator\"?",
+            ],
+        ),
+        (
+            "missing id",
+            with(|v| {
+                v["nodes"][2].as_object_mut().unwrap().remove("id");
+            }),
+            vec!["error: nodes[2].id: missing"],
+        ),
+        (
+            "invalid id",
+            with(|v| v["nodes"][2]["id"] = json!("bad id!")),
+            vec![
+                "error: nodes[2].id: invalid id \"bad id!\": must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+            ],
+        ),
+        (
+            "duplicate id",
+            with(|v| v["nodes"][2]["id"] = json!("valid")),
+            vec!["error: nodes[2].id: node \"valid\": duplicate id \"valid\" (first at nodes[1])"],
+        ),
+        (
+            "unknown dependency",
+            with(|v| v["nodes"][1]["dependencies"] = json!(["ordrs"])),
+            vec![
+                "error: nodes[1].dependencies[0]: node \"valid\": unknown node \"ordrs\" — did you mean \"orders\"?",
+                "warning: nodes[1]: node \"valid\": not connected: operator \"filter\" takes 1 input, but has 0; it will be skipped",
+            ],
+        ),
+        (
+            "edge to an unknown node",
+            with(|v| {
+                v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "vald"}])
+            }),
+            vec![
+                "error: edges[0].targetNodeId: edge \"e1\": unknown node \"vald\" — did you mean \"valid\"?",
+            ],
+        ),
+        (
+            "unknown edge type",
+            with(
+                |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "dataflow"}]),
+            ),
+            vec![
+                "error: edges[0].edgeType: edge \"e1\": unknown edge type \"dataflow\" — did you mean \"data_flow\"?",
+            ],
+        ),
+        (
+            "conditional edge without condition",
+            with(
+                |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional"}]),
+            ),
+            vec![
+                "error: edges[0].condition: edge \"e1\": a conditional edge needs a condition — e.g. \"count(*) > 0\"",
+            ],
+        ),
+        (
+            "condition on a data_flow edge",
+            with(
+                |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "data_flow", "condition": "count(*) > 0"}]),
+            ),
+            vec![
+                "error: edges[0].condition: edge \"e1\": a condition on a data_flow edge would be ignored — set \"edgeType\": \"conditional\"",
+            ],
+        ),
+        (
+            "condition that does not parse",
+            with(
+                |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "count(* > 0"}]),
+            ),
+            vec![
+                "error: edges[0].condition: edge \"e1\": condition does not parse: Expected: ), found: > at Line: 1, Column: 9",
+            ],
+        ),
+        (
+            "condition that is not an aggregate",
+            with(
+                |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "quantity > 0"}]),
+            ),
+            vec![
+                "error: edges[0].condition: edge \"e1\": expression must aggregate (e.g. sum(x), count(*)) to yield one value",
+            ],
+        ),
+        (
+            "cycle",
+            with(|v| {
+                v["nodes"][1]["dependencies"] = json!(["orders", "out2"]);
+                v["nodes"][1]["config"] = json!({"operator": "union"});
+                v["nodes"].as_array_mut().unwrap().push(json!({"id": "mid", "nodeType": "operator", "config": {"operator": "limit", "n": 1}, "dependencies": ["valid"]}));
+                v["nodes"].as_array_mut().unwrap().push(json!({"id": "out2", "nodeType": "operator", "config": {"operator": "limit", "n": 1}, "dependencies": ["mid"]}));
+            }),
+            vec!["error: nodes[1].dependencies[1]: cycle: valid → mid → out2 → valid"],
+        ),
+        (
+            "self loop",
+            with(|v| {
+                v["edges"] =
+                    json!([{"id": "loop", "sourceNodeId": "valid", "targetNodeId": "valid"}])
+            }),
+            vec![
+                "error: edges[0]: cycle: valid → valid",
+                "error: nodes[1]: node \"valid\": operator \"filter\" takes 1 input, but has 2",
+            ],
+        ),
+        (
+            "ingestion with an input",
+            with(|v| v["nodes"][0]["dependencies"] = json!(["out"])),
+            vec![
+                "error: nodes[0].dependencies[0]: cycle: orders → valid → out → orders",
+                "error: nodes[0]: node \"orders\": an ingestion node takes no inputs, but has 1: \"out\"",
+            ],
+        ),
+        (
+            "too many inputs",
+            with(|v| {
+                v["nodes"].as_array_mut().unwrap().push(json!({"id": "more", "nodeType": "ingestion", "config": {"source": "shared/more.csv"}}));
+                v["nodes"][1]["dependencies"] = json!(["orders", "more"]);
+            }),
+            vec!["error: nodes[1]: node \"valid\": operator \"filter\" takes 1 input, but has 2"],
+        ),
+        (
+            "output with two inputs",
+            with(|v| v["nodes"][2]["dependencies"] = json!(["valid", "orders"])),
+            vec!["error: nodes[2]: node \"out\": an output node takes 1 input, but has 2"],
+        ),
+        (
+            "expression that does not parse",
+            with(|v| v["nodes"][1]["config"]["predicate"] = json!("quantity >")),
+            vec![
+                "error: nodes[1].config.predicate: node \"valid\": expression does not parse: Expected: an expression, found: EOF",
+            ],
+        ),
+        (
+            "aggregate in a row expression",
+            with(|v| {
+                v["nodes"][1]["config"] = json!({"operator": "derive", "columns": [{"name": "t", "expr": "sum(quantity)"}]})
+            }),
+            vec![
+                "error: nodes[1].config.columns[0].expr: node \"valid\": aggregate functions are not allowed here; use an aggregate node",
+            ],
+        ),
+        (
+            "aggregation that does not aggregate",
+            with(
+                |v| v["nodes"][1]["config"] = json!({"operator": "aggregate", "by": ["region"], "aggregations": [{"name": "t", "expr": "quantity + 1"}]}),
+            ),
+            vec![
+                "error: nodes[1].config.aggregations[0].expr: node \"valid\": expression must aggregate (e.g. sum(x), count(*)) to yield one value",
+            ],
+        ),
+        (
+            "source escaping the bucket",
+            with(|v| v["nodes"][0]["config"]["source"] = json!("shared/../../etc/passwd.csv")),
+            vec![
+                "error: nodes[0].config.source: node \"orders\": source \"shared/../../etc/passwd.csv\" escapes the bucket: \"..\" is not allowed",
+            ],
+        ),
+        (
+            "absolute source",
+            with(|v| v["nodes"][0]["config"]["source"] = json!("/etc/passwd.csv")),
+            vec![
+                "error: nodes[0].config.source: node \"orders\": source \"/etc/passwd.csv\" is an absolute path; sources are keys inside the project's bucket",
+            ],
+        ),
+        (
+            "URL source in a list",
+            with(|v| {
+                v["nodes"][0]["config"]["source"] = json!(["shared/a.csv", "s3://other/b.csv"])
+            }),
+            vec![
+                "error: nodes[0].config.source[1]: node \"orders\": source \"s3://other/b.csv\" is a URL; sources are keys inside the project's bucket",
+            ],
+        ),
+        (
+            "format that cannot be inferred",
+            with(|v| v["nodes"][0]["config"]["source"] = json!("shared/orders.xlsx")),
+            vec![
+                "error: nodes[0].config.format: node \"orders\": cannot infer the format of \"shared/orders.xlsx\" — set \"format\" to one of csv, parquet, json, ndjson",
+            ],
+        ),
+        (
+            "unknown format",
+            with(|v| v["nodes"][0]["config"]["format"] = json!("xlsx")),
+            vec![
+                "error: nodes[0].config.format: node \"orders\": unknown value \"xlsx\" — one of: csv, parquet, json, ndjson",
+            ],
+        ),
+        (
+            "csv option on parquet",
+            with(|v| {
+                v["nodes"][0]["config"] =
+                    json!({"source": "shared/o.parquet", "options": {"delimiter": ";"}})
+            }),
+            vec![
+                "error: nodes[0].config.options.delimiter: node \"orders\": option \"delimiter\" applies to csv only, not parquet",
+            ],
+        ),
+        (
+            "unknown reader option",
+            with(|v| v["nodes"][0]["config"]["options"] = json!({"hasHeadr": true})),
+            vec![
+                "error: nodes[0].config.options.hasHeadr: node \"orders\": unknown field \"hasHeadr\" — did you mean \"hasHeader\"?",
+            ],
+        ),
+        (
+            "unknown dtype",
+            with(
+                |v| v["nodes"][1]["config"] = json!({"operator": "cast", "columns": [{"name": "quantity", "dtype": "integer64"}]}),
+            ),
+            vec![
+                "error: nodes[1].config.columns[0].dtype: node \"valid\": unknown dtype \"integer64\" — did you mean \"int64\"?",
+            ],
+        ),
+        (
+            "sql reading a file",
+            with(|v| {
+                v["nodes"][1]["config"] =
+                    json!({"operator": "sql", "query": "SELECT * FROM read_parquet('/etc/shadow')"})
+            }),
+            vec![
+                "error: nodes[1].config.query: node \"valid\": table function read_parquet(...) is not allowed: a sql node reads only its inputs",
+            ],
+        ),
+        (
+            "sql that is not a query",
+            with(|v| {
+                v["nodes"][1]["config"] = json!({"operator": "sql", "query": "DROP TABLE orders"})
+            }),
+            vec![
+                "error: nodes[1].config.query: node \"valid\": query must be a SELECT statement; nothing else is allowed",
+            ],
+        ),
+        (
+            "join with both key styles",
+            with(|v| {
+                v["nodes"][1]["config"] =
+                    json!({"operator": "join", "on": "id", "leftOn": "a", "rightOn": "b"});
+                v["nodes"][1]["dependencies"] = json!(["orders", "orders"]);
+            }),
+            vec![
+                "error: nodes[1].config.on: node \"valid\": give either \"on\" or \"leftOn\" + \"rightOn\", not both",
+            ],
+        ),
+        (
+            "duplicate edge ids",
+            with(|v| {
+                v["nodes"][1]["dependencies"] = json!([]);
+                v["nodes"][2]["dependencies"] = json!([]);
+                v["edges"] = json!([
+                    {"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid"},
+                    {"id": "e1", "sourceNodeId": "valid", "targetNodeId": "out"}
+                ]);
+            }),
+            vec![
+                "error: edges[1].id: edge \"e1\": duplicate id \"e1\" (first at edges[0])",
+                "warning: nodes[2]: node \"out\": not connected: an output node takes 1 input, but has 0; it will be skipped",
+            ],
+        ),
+        (
+            "export outside exports/",
+            with(|v| v["nodes"][2]["config"] = json!({"export": "shared/x.csv"})),
+            vec![
+                "error: nodes[2].config.export: node \"out\": export \"shared/x.csv\" must be under exports/",
+            ],
+        ),
+        (
+            "unknown execution setting",
+            with(|v| v["nodes"][1]["execution"] = json!({"retrys": 2})),
+            vec![
+                "error: nodes[1].execution.retrys: node \"valid\": unknown field \"retrys\" — did you mean \"retries\"?",
+            ],
+        ),
+        (
+            "several problems at once",
+            with(|v| {
+                v["nodes"][0]["config"]["source"] = json!("../x.csv");
+                v["nodes"][1]["config"]["predicate"] = json!("quantity >");
+                v["nodes"][2]["nodeType"] = json!("sink");
+            }),
+            vec![
+                "error: nodes[0].config.source: node \"orders\": source \"../x.csv\" escapes the bucket: \"..\" is not allowed",
+                "error: nodes[1].config.predicate: node \"valid\": expression does not parse: Expected: an expression, found: EOF",
+                "error: nodes[2].nodeType: node \"out\": unknown node type \"sink\" — one of ingestion, operator, output",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn every_malformed_pipeline_gets_its_exact_report() {
+    let cases = cases();
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for (name, text, expected) in &cases {
+        let got = report(text);
+        if &got != expected {
+            failures.push(format!(
+                "{name}:\n  expected {expected:#?}\n  got      {got:#?}"
+            ));
+        }
+        assert!(
+            validate_str(text, Options::default()).is_err(),
+            "{name} must be rejected"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_base_pipeline_and_dag_definition_shape_are_valid() {
+    assert!(validate_str(&base().to_string(), Options::default()).is_ok());
+    let b = base();
+    let wrapped = json!({"name": "x", "dagDefinition": {"nodes": b["nodes"], "edges": b["edges"]}, "createdAt": "2026-01-01", "ui": {"zoom": 2}});
+    let (p, _) = validate_str(&wrapped.to_string(), Options::default()).unwrap();
+    assert_eq!(p.nodes.len(), 3);
+    // Both places filled identically is fine.
+    let mut both = base();
+    both["dagDefinition"] = json!({"nodes": b["nodes"], "edges": b["edges"]});
+    assert!(validate_str(&both.to_string(), Options::default()).is_ok());
+}
+
+#[test]
+fn input_order_follows_dependencies_then_edges() {
+    let d = json!({"nodes": [
+        {"id": "a", "nodeType": "ingestion", "config": {"source": "shared/a.csv"}},
+        {"id": "b", "nodeType": "ingestion", "config": {"source": "shared/b.csv"}},
+        {"id": "c", "nodeType": "ingestion", "config": {"source": "shared/c.csv"}},
+        {"id": "u", "nodeType": "operator", "config": {"operator": "union"}, "dependencies": ["c", "a"]}
+    ], "edges": [
+        {"id": "e1", "sourceNodeId": "b", "targetNodeId": "u"},
+        {"id": "e2", "sourceNodeId": "a", "targetNodeId": "u"}
+    ]});
+    let (p, _) = validate_str(&d.to_string(), Options::default()).unwrap();
+    let order: Vec<&str> = p.inputs(3).map(|e| p.nodes[e.source].id.as_str()).collect();
+    assert_eq!(order, ["c", "a", "b"]);
+    assert_eq!(
+        p.edges.len(),
+        3,
+        "a dependency that has an edge is one edge"
+    );
+}
+
+/// Every node and edge field replaced by every JSON shape: reports, never
+/// panics.
+#[test]
+fn no_input_makes_validation_panic() {
+    let shapes = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1.5),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!([null]),
+        json!({}),
+        json!({"a": 1}),
+        json!("../.."),
+        json!("*"),
+        json!("["),
+    ];
+    let mut doc = base();
+    doc["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "count(*) > 0"}]);
+    let mut n = 0;
+    for ni in 0..3 {
+        let node = doc["nodes"][ni].as_object().unwrap().clone();
+        for field in node
+            .keys()
+            .cloned()
+            .chain(["execution".to_string(), "metadata".to_string()])
+        {
+            for s in &shapes {
+                let mut d = doc.clone();
+                d["nodes"][ni][&field] = s.clone();
+                let _ = validate_str(&d.to_string(), Options::default());
+                n += 1;
+            }
+        }
+        for field in [
+            "source",
+            "operator",
+            "predicate",
+            "options",
+            "format",
+            "export",
+            "compression",
+        ] {
+            for s in &shapes {
+                let mut d = doc.clone();
+                d["nodes"][ni]["config"][field] = s.clone();
+                let _ = validate_str(&d.to_string(), Options::default());
+                n += 1;
+            }
+        }
+    }
+    for field in [
+        "id",
+        "sourceNodeId",
+        "targetNodeId",
+        "edgeType",
+        "condition",
+    ] {
+        for s in &shapes {
+            let mut d = doc.clone();
+            d["edges"][0][field] = s.clone();
+            let _ = validate_str(&d.to_string(), Options::default());
+            n += 1;
+        }
+    }
+    for text in [
+        "",
+        "null",
+        "\"x\"",
+        "{\"nodes\": null}",
+        "{\"nodes\": [null]}",
+        "{\"nodes\": [], \"edges\": {}}",
+        "\u{0}",
+    ] {
+        let _ = validate_str(text, Options::default());
+        n += 1;
+    }
+    assert!(n > 300);
+}
