@@ -54,7 +54,12 @@ impl Visitor for Tables {
                 let parts: Vec<String> = name
                     .0
                     .iter()
-                    .map(|p| p.to_string().trim_matches('"').to_string())
+                    // The identifier's value, without its quotes ("x", 'x').
+                    .map(|p| {
+                        p.as_ident()
+                            .map(|i| i.value.clone())
+                            .unwrap_or_else(|| p.to_string())
+                    })
                     .collect();
                 self.relations.insert(parts.join("."));
             }
