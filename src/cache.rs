@@ -266,38 +266,117 @@ mod tests {
 
     #[test]
     fn keys_cover_version_config_and_input_order() {
-        let base = node_key("operator", "filter", 1, "{\"predicate\":\"x>1\"}", &["a", "b"]);
+        let base = node_key(
+            "operator",
+            "filter",
+            1,
+            "{\"predicate\":\"x>1\"}",
+            &["a", "b"],
+        );
         assert_eq!(base.len(), 64);
-        assert_eq!(base, node_key("operator", "filter", 1, "{\"predicate\":\"x>1\"}", &["a", "b"]), "deterministic");
-        assert_ne!(base, node_key("operator", "filter", 2, "{\"predicate\":\"x>1\"}", &["a", "b"]), "operator version");
-        assert_ne!(base, node_key("operator", "filter", 1, "{\"predicate\":\"x>2\"}", &["a", "b"]), "config");
-        assert_ne!(base, node_key("operator", "filter", 1, "{\"predicate\":\"x>1\"}", &["b", "a"]), "input order");
-        assert_ne!(base, node_key("output", "filter", 1, "{\"predicate\":\"x>1\"}", &["a", "b"]), "node type");
+        assert_eq!(
+            base,
+            node_key(
+                "operator",
+                "filter",
+                1,
+                "{\"predicate\":\"x>1\"}",
+                &["a", "b"]
+            ),
+            "deterministic"
+        );
+        assert_ne!(
+            base,
+            node_key(
+                "operator",
+                "filter",
+                2,
+                "{\"predicate\":\"x>1\"}",
+                &["a", "b"]
+            ),
+            "operator version"
+        );
+        assert_ne!(
+            base,
+            node_key(
+                "operator",
+                "filter",
+                1,
+                "{\"predicate\":\"x>2\"}",
+                &["a", "b"]
+            ),
+            "config"
+        );
+        assert_ne!(
+            base,
+            node_key(
+                "operator",
+                "filter",
+                1,
+                "{\"predicate\":\"x>1\"}",
+                &["b", "a"]
+            ),
+            "input order"
+        );
+        assert_ne!(
+            base,
+            node_key(
+                "output",
+                "filter",
+                1,
+                "{\"predicate\":\"x>1\"}",
+                &["a", "b"]
+            ),
+            "node type"
+        );
         // Length prefixes: moving a byte between fields changes the key.
-        assert_ne!(node_key("operator", "ab", 1, "c", &[]), node_key("operator", "a", 1, "bc", &[]));
+        assert_ne!(
+            node_key("operator", "ab", 1, "c", &[]),
+            node_key("operator", "a", 1, "bc", &[])
+        );
     }
 
     #[test]
     fn ingestion_keys_cover_every_object() {
-        let o = |k: &str, h: &str| SourceObject { key: k.into(), size: 1, version: "v".into(), blake3: h.into() };
+        let o = |k: &str, h: &str| SourceObject {
+            key: k.into(),
+            size: 1,
+            version: "v".into(),
+            blake3: h.into(),
+        };
         let one = ingestion_key("{}", &[o("a", "h1")]);
         assert_ne!(one, ingestion_key("{}", &[o("a", "h2")]), "content");
         assert_ne!(one, ingestion_key("{}", &[o("b", "h1")]), "key");
-        assert_ne!(one, ingestion_key("{}", &[o("a", "h1"), o("b", "h1")]), "another object");
+        assert_ne!(
+            one,
+            ingestion_key("{}", &[o("a", "h1"), o("b", "h1")]),
+            "another object"
+        );
         let mut bigger = o("a", "h1");
         bigger.size = 2;
         assert_ne!(one, ingestion_key("{}", &[bigger]), "size");
         let mut touched = o("a", "h1");
         touched.version = "v2".into();
-        assert_eq!(one, ingestion_key("{}", &[touched]), "a new mtime or ETag with the same bytes is the same key");
+        assert_eq!(
+            one,
+            ingestion_key("{}", &[touched]),
+            "a new mtime or ETag with the same bytes is the same key"
+        );
     }
 
     #[test]
     fn canonical_json_ignores_key_order() {
         use crate::validate::canonical_json;
-        let a: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1}"#).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#)
+                .unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1}"#)
+                .unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#
+        );
     }
 }

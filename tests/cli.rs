@@ -5,7 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn mudrock(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mudrock")).args(args).current_dir(cwd).env("RUST_LOG", "off").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_mudrock"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -20,7 +25,11 @@ fn setup() -> tempfile::TempDir {
     for f in ["orders.csv", "customers.csv", "products.ndjson"] {
         std::fs::copy(root.join("examples/sales/data").join(f), shared.join(f)).unwrap();
     }
-    std::fs::copy(root.join("examples/sales/pipeline.json"), dir.path().join("pipeline.json")).unwrap();
+    std::fs::copy(
+        root.join("examples/sales/pipeline.json"),
+        dir.path().join("pipeline.json"),
+    )
+    .unwrap();
     dir
 }
 
@@ -34,14 +43,26 @@ fn run_prints_a_summary_and_exits_zero_then_hits_the_cache() {
     for col in ["node", "status", "rows", "time", "cache"] {
         assert!(header.contains(col), "{header}");
     }
-    assert!(stdout.lines().any(|l| l.starts_with("sales_by_region") && l.contains("succeeded") && l.contains(" 48 ")), "{stdout}");
-    assert!(stdout.contains("artifacts: mudrock-data/project-local/pipelines/sales-by-region/runs/"));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("sales_by_region")
+            && l.contains("succeeded")
+            && l.contains(" 48 ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("artifacts: mudrock-data/project-local/pipelines/sales-by-region/runs/")
+    );
 
     let out = mudrock(&["run", "pipeline.json", "--json"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(meta["status"], "succeeded");
-    let sales = meta["nodes"].as_array().unwrap().iter().find(|n| n["nodeId"] == "sales_by_region").unwrap();
+    let sales = meta["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeId"] == "sales_by_region")
+        .unwrap();
     assert_eq!(sales["cacheHit"], true);
     assert_eq!(sales["status"], "cached");
 }
@@ -49,20 +70,36 @@ fn run_prints_a_summary_and_exits_zero_then_hits_the_cache() {
 #[test]
 fn a_failed_run_exits_one_and_an_invalid_pipeline_two() {
     let dir = setup();
-    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("pipeline.json")).unwrap()).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("pipeline.json")).unwrap())
+            .unwrap();
     // Remove the error edge: the assert failure is now unhandled.
-    doc["edges"].as_array_mut().unwrap().retain(|e| e["edgeType"] != "error");
+    doc["edges"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["edgeType"] != "error");
     std::fs::write(dir.path().join("failing.json"), doc.to_string()).unwrap();
     let out = mudrock(&["run", "failing.json"], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("error: node \"unique_emails\": 1 of 1 checks failed: unique(email): 2 duplicate values"));
+    assert!(text(&out.stdout).contains(
+        "error: node \"unique_emails\": 1 of 1 checks failed: unique(email): 2 duplicate values"
+    ));
 
-    std::fs::write(dir.path().join("bad.json"), r#"{"nodes": [{"id": "x", "nodeType": "operator", "config": {"operator": "fliter"}}]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"nodes": [{"id": "x", "nodeType": "operator", "config": {"operator": "fliter"}}]}"#,
+    )
+    .unwrap();
     let out = mudrock(&["run", "bad.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("error: nodes[0].config.operator: node \"x\": unknown operator \"fliter\" — did you mean \"filter\"?"), "{err}");
-    assert!(!dir.path().join("mudrock-data/project-local/pipelines/pipeline").exists(), "nothing ran");
+    assert!(
+        !dir.path()
+            .join("mudrock-data/project-local/pipelines/pipeline")
+            .exists(),
+        "nothing ran"
+    );
 }
 
 #[test]
@@ -72,17 +109,30 @@ fn validate_reports_everything_and_checks_columns_with_a_store() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("pipeline.json: valid"));
 
-    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("pipeline.json")).unwrap()).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("pipeline.json")).unwrap())
+            .unwrap();
     doc["nodes"][3]["config"]["predicate"] = serde_json::json!("status <> 'cancelled' AND qty > 0");
     std::fs::write(dir.path().join("cols.json"), doc.to_string()).unwrap();
     // Without a store only the document is checked; with one, columns too.
-    assert_eq!(mudrock(&["validate", "cols.json"], dir.path()).status.code(), Some(0));
-    let out = mudrock(&["validate", "cols.json", "--store", "mudrock-data", "--json"], dir.path());
+    assert_eq!(
+        mudrock(&["validate", "cols.json"], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = mudrock(
+        &["validate", "cols.json", "--store", "mudrock-data", "--json"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
     assert_eq!(v["diagnostics"][0]["path"], "nodes[3].config.predicate");
-    assert_eq!(v["diagnostics"][0]["message"], "unknown column \"qty\" — did you mean \"quantity\"?");
+    assert_eq!(
+        v["diagnostics"][0]["message"],
+        "unknown column \"qty\" — did you mean \"quantity\"?"
+    );
 }
 
 #[test]
@@ -92,14 +142,36 @@ fn plan_prints_order_cache_and_output_schemas() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("output sales_by_region:"), "{s}");
-    assert!(s.lines().any(|l| l.trim_start().starts_with("region") && l.contains("string")), "{s}");
-    assert!(s.lines().any(|l| l.contains("sales_by_region") && l.contains("miss")), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.trim_start().starts_with("region") && l.contains("string")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.contains("sales_by_region") && l.contains("miss")),
+        "{s}"
+    );
     mudrock(&["run", "pipeline.json"], dir.path());
     let out = mudrock(&["plan", "pipeline.json", "--json"], dir.path());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sales = v["order"].as_array().unwrap().iter().find(|n| n["nodeId"] == "sales_by_region").unwrap();
+    let sales = v["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeId"] == "sales_by_region")
+        .unwrap();
     assert_eq!(sales["cacheHit"], true);
-    let cols: Vec<&str> = v["outputs"].as_array().unwrap().iter().find(|o| o["nodeId"] == "sales_by_region").unwrap()["columns"]
-        .as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["nodeId"] == "sales_by_region")
+        .unwrap()["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(cols, ["region", "month", "revenue", "orders"]);
 }

@@ -19,17 +19,32 @@ async fn local_store_lays_out_one_folder_per_bucket_and_leaves_no_temp_files() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStore::new(dir.path());
     s.create_bucket("project-abc").await.unwrap();
-    s.put("project-abc", "shared/x.csv", "a\n1\n".into()).await.unwrap();
-    s.copy("project-abc", "shared/x.csv", "exports/y.csv").await.unwrap();
+    s.put("project-abc", "shared/x.csv", "a\n1\n".into())
+        .await
+        .unwrap();
+    s.copy("project-abc", "shared/x.csv", "exports/y.csv")
+        .await
+        .unwrap();
     // Copying again onto an existing link of the same file (an unchanged
     // cache entry re-exported) must not leave the spare link behind.
-    s.copy("project-abc", "shared/x.csv", "exports/y.csv").await.unwrap();
-    assert_eq!(std::fs::read_to_string(dir.path().join("project-abc/shared/x.csv")).unwrap(), "a\n1\n");
+    s.copy("project-abc", "shared/x.csv", "exports/y.csv")
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("project-abc/shared/x.csv")).unwrap(),
+        "a\n1\n"
+    );
     let names: Vec<String> = std::fs::read_dir(dir.path().join("project-abc/exports"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["y.csv"]);
-    assert_eq!(s.local_path("project-abc", "shared/x.csv").unwrap(), dir.path().join("project-abc/shared/x.csv"));
-    assert!(s.put("Bad_Bucket", "k", "x".into()).await.is_err(), "bucket names follow S3 rules");
+    assert_eq!(
+        s.local_path("project-abc", "shared/x.csv").unwrap(),
+        dir.path().join("project-abc/shared/x.csv")
+    );
+    assert!(
+        s.put("Bad_Bucket", "k", "x".into()).await.is_err(),
+        "bucket names follow S3 rules"
+    );
 }
