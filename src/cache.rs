@@ -105,6 +105,30 @@ pub fn hash_bytes(data: &[u8]) -> String {
     }
 }
 
+/// blake3 of a stored object, off the async threads: memory-mapped in
+/// place on the local store, else fetched first.
+pub async fn hash_object(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+) -> Result<String, StoreError> {
+    let task = match store.local_path(bucket, key) {
+        Some(p) => {
+            let key = key.to_string();
+            let bucket = bucket.to_string();
+            tokio::task::spawn_blocking(move || {
+                hash_file(&p).map_err(|e| StoreError::io(&bucket, &key, e))
+            })
+        }
+        None => {
+            let data = store.get(bucket, key).await?;
+            tokio::task::spawn_blocking(move || Ok(hash_bytes(&data)))
+        }
+    };
+    task.await
+        .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
+}
+
 /// An entry of the source hash index.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -145,21 +169,7 @@ pub async fn hash_source(
             }
         }
     }
-    let blake3 = match store.local_path(bucket, &meta.key) {
-        Some(p) => {
-            let p2 = p.clone();
-            tokio::task::spawn_blocking(move || hash_file(&p2))
-                .await
-                .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
-                .map_err(|e| StoreError::io(bucket, &meta.key, e))?
-        }
-        None => {
-            let data = store.get(bucket, &meta.key).await?;
-            tokio::task::spawn_blocking(move || hash_bytes(&data))
-                .await
-                .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
-        }
-    };
+    let blake3 = hash_object(store, bucket, &meta.key).await?;
     let obj = SourceObject {
         key: meta.key.clone(),
         size: meta.size,
@@ -232,18 +242,7 @@ pub async fn lookup(
         tracing::warn!(key, "cache entry size mismatch; recomputing");
         return None;
     }
-    let actual = match store.local_path(bucket, &data_key) {
-        Some(p) => tokio::task::spawn_blocking(move || hash_file(&p))
-            .await
-            .ok()?
-            .ok()?,
-        None => {
-            let data = store.get(bucket, &data_key).await.ok()?;
-            tokio::task::spawn_blocking(move || hash_bytes(&data))
-                .await
-                .ok()?
-        }
-    };
+    let actual = hash_object(store, bucket, &data_key).await.ok()?;
     if actual != meta.blake3 {
         tracing::warn!(key, "cache entry hash mismatch; recomputing");
         return None;

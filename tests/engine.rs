@@ -721,12 +721,12 @@ async fn sources_by_glob_list_json_and_parquet() {
     );
 }
 
-/// A store that fails writes of keys ending in `fail_suffix`, as a worker
-/// dying at that point would leave the bucket.
+/// A store that fails writes of the keys `fail` picks, as a worker dying
+/// at that point (or storage going away) would leave the bucket.
 #[derive(Debug)]
 struct FailingStore {
     inner: Arc<dyn ObjectStore>,
-    fail_suffix: &'static str,
+    fail: fn(&str) -> bool,
 }
 
 #[async_trait]
@@ -735,7 +735,7 @@ impl ObjectStore for FailingStore {
         self.inner.create_bucket(b).await
     }
     async fn put(&self, b: &str, k: &str, d: Bytes) -> mudrock::store::Result<ObjectMeta> {
-        if k.ends_with(self.fail_suffix) {
+        if (self.fail)(k) {
             return Err(StoreError::Transient("injected".into()));
         }
         self.inner.put(b, k, d).await
@@ -770,7 +770,7 @@ async fn a_run_that_dies_before_its_commit_never_looks_complete() {
     env.put("shared/b.csv", "x\n2\n");
     let failing = Engine::new(Arc::new(FailingStore {
         inner: env.store.clone(),
-        fail_suffix: "lineage.json",
+        fail: |k| k.ends_with("lineage.json"),
     }));
     let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
     let p = Arc::new(p);
@@ -805,6 +805,44 @@ async fn a_run_that_dies_before_its_commit_never_looks_complete() {
         3,
         "one run folder"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_cache_write_fails_the_node_as_retryable_storage_and_leaves_no_entry() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n");
+    env.put("shared/b.csv", "x\n5\n");
+    let failing = Engine::new(Arc::new(FailingStore {
+        inner: env.store.clone(),
+        fail: |k| k.contains("/cache/") && k.ends_with("metadata.json"),
+    }));
+    let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let r = failing.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Failed);
+    for id in ["out_a", "out_b"] {
+        let n = node(&r.meta, id);
+        assert_eq!(n.status, NodeStatus::Failed, "{id}");
+        assert_eq!(n.reason.as_deref(), Some("storage"));
+        assert_eq!(
+            n.error.as_deref(),
+            Some("storage temporarily unavailable: injected")
+        );
+    }
+    assert_eq!(
+        node(&r.meta, "da").status,
+        NodeStatus::Succeeded,
+        "fused upstream members computed fine"
+    );
+    assert!(
+        env.files("pipelines/chain/cache/")
+            .iter()
+            .all(|f| !f.ends_with("metadata.json")),
+        "no entry without metadata"
+    );
+    // The next run finds no entries and computes.
+    let r = env.run(&chain()).await;
+    assert!(r.computed && r.meta.status == RunStatus::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread")]

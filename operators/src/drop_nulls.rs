@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, OpError, Operator, one, subset_selector};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,18 +19,7 @@ impl Operator for DropNulls {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        let subset = match &self.subset {
-            Some(s) => {
-                require_columns(
-                    &input.schema,
-                    s.iter()
-                        .enumerate()
-                        .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
-                )?;
-                Some(cols(s.iter().map(String::as_str)))
-            }
-            None => None,
-        };
+        let subset = subset_selector(&input.schema, &self.subset)?;
         Ok(input.frame.drop_nulls(subset))
     }
 }

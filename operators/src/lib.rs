@@ -405,6 +405,26 @@ pub fn unknown_column(field: impl Into<String>, name: &str, schema: &Schema) -> 
     OpError::config(field, message)
 }
 
+/// A selector over `subset` (checked against the schema), or `None` for
+/// all columns.
+pub(crate) fn subset_selector(
+    schema: &Schema,
+    subset: &Option<Vec<String>>,
+) -> Result<Option<Selector>, OpError> {
+    match subset {
+        Some(s) => {
+            require_columns(
+                schema,
+                s.iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
+            )?;
+            Ok(Some(cols(s.iter().map(String::as_str))))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The single input of a one-input operator.
 pub(crate) fn one(mut inputs: Vec<Input>) -> Input {
     inputs.swap_remove(0)

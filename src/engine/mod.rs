@@ -762,6 +762,13 @@ async fn run_unit_once(
             node_id: p.nodes[m].id.clone(),
         });
     }
+    let unit = Unit {
+        root,
+        running: running.clone(),
+        started_at: started_at.clone(),
+        clock,
+        decided: results.clone(),
+    };
 
     // 2. Cache lookup for the root.
     let root_runs = gates[&root] == Gate::Run;
@@ -775,7 +782,7 @@ async fn run_unit_once(
         )
         .await
         {
-            return cached_unit(ctx, root, &running, meta, &started_at, clock, results).await;
+            return cached_unit(ctx, &unit, meta).await;
         }
     }
 
@@ -804,15 +811,7 @@ async fn run_unit_once(
                             ready.insert(e.source, r);
                         }
                         Err(err) => {
-                            return Ok(fail_unit(
-                                ctx,
-                                &running,
-                                &members,
-                                err,
-                                &started_at,
-                                clock,
-                                results,
-                            ));
+                            return Ok(unit.fail(ctx, err));
                         }
                     }
                 }
@@ -831,30 +830,12 @@ async fn run_unit_once(
                                 .insert(m, (d, metas.iter().map(|o| o.key.clone()).collect()));
                         }
                         Err(err) => {
-                            return Ok(fail_at(
-                                ctx,
-                                m,
-                                &running,
-                                &members,
-                                err,
-                                &started_at,
-                                clock,
-                                results,
-                            ));
+                            return Ok(unit.fail_at(ctx, m, err));
                         }
                     }
                 }
                 Err(err) => {
-                    return Ok(fail_at(
-                        ctx,
-                        m,
-                        &running,
-                        &members,
-                        err.clone(),
-                        &started_at,
-                        clock,
-                        results,
-                    ));
+                    return Ok(unit.fail_at(ctx, m, err.clone()));
                 }
             }
         }
@@ -889,15 +870,7 @@ async fn run_unit_once(
             Err(_) => {
                 let err =
                     NodeError::new(NodeErrorKind::Timeout, format!("timed out after {secs}s"));
-                return Ok(fail_unit(
-                    ctx,
-                    &running,
-                    &members,
-                    err,
-                    &started_at,
-                    clock,
-                    results,
-                ));
+                return Ok(unit.fail(ctx, err));
             }
         },
         None => job.await,
@@ -947,15 +920,7 @@ async fn run_unit_once(
                 outputs.extend(out);
             }
             Err(err) => {
-                return Ok(fail_unit(
-                    ctx,
-                    &running,
-                    &members,
-                    err,
-                    &started_at,
-                    clock,
-                    Vec::new(),
-                ));
+                return Ok(unit.fail(ctx, err));
             }
         }
     }
@@ -1046,111 +1011,117 @@ async fn condition(ctx: &Ctx, source: usize, f: &Finished, cond: &str) -> Result
     .map_err(|e| e.to_string())?
 }
 
-/// Marks every running member failed (or skipped downstream of `at`).
-#[allow(clippy::too_many_arguments)]
-fn fail_at(
-    ctx: &Ctx,
-    at: usize,
-    running: &[usize],
-    members: &[usize],
-    err: NodeError,
-    started_at: &str,
-    clock: Instant,
-    mut results: Vec<(usize, Finished)>,
-) -> UnitOutcome {
-    let p = &ctx.pipeline;
-    let mut failed_or_below = vec![at];
-    for &m in members {
-        if !running.contains(&m) {
-            continue;
-        }
-        let below = p.inputs(m).any(|e| failed_or_below.contains(&e.source));
-        let mut r = ctx.record(m, NodeStatus::Skipped);
-        r.started_at = Some(started_at.to_string());
-        r.duration_ms = Some(clock.elapsed().as_millis() as u64);
-        let mut error = None;
-        if m == at {
-            r.status = NodeStatus::Failed;
-            r.reason = Some(err.kind.name().into());
-            r.error = Some(err.message.clone());
-            error = Some(err.clone());
-        } else if below {
-            failed_or_below.push(m);
-            r.reason = Some("upstream_failed".into());
-        } else {
-            // Upstream of the failure inside the unit: fine, but never
-            // materialised on its own.
-            r.status = NodeStatus::Succeeded;
-        }
-        results.push((
-            m,
-            Finished {
-                record: r,
-                handle: None,
-                error,
-                conditions: BTreeMap::new(),
-            },
-        ));
-    }
-    UnitOutcome {
-        nodes: results,
-        outputs: vec![],
-    }
+/// Where a member stands relative to the node that failed in its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Failed,
+    /// Downstream of the failure: skipped (`upstream_failed`).
+    Below,
+    /// Upstream of it or beside it: fine, but never materialised alone.
+    Above,
 }
 
-/// A failure of the unit as a whole (storage, timeout): pinned on the root.
-fn fail_unit(
-    ctx: &Ctx,
-    running: &[usize],
-    members: &[usize],
-    err: NodeError,
-    started_at: &str,
+/// Roles of the running members, in topological order, when `at` fails.
+fn roles(p: &Pipeline, running: &[usize], at: usize) -> Vec<(usize, Role)> {
+    let mut failed_or_below = vec![at];
+    running
+        .iter()
+        .map(|&m| {
+            let role = if m == at {
+                Role::Failed
+            } else if p.inputs(m).any(|e| failed_or_below.contains(&e.source)) {
+                failed_or_below.push(m);
+                Role::Below
+            } else {
+                Role::Above
+            };
+            (m, role)
+        })
+        .collect()
+}
+
+/// One unit's run: who is in it, who runs, and what was decided before
+/// anything ran (skips and gate failures of the members that do not run).
+struct Unit {
+    root: usize,
+    running: Vec<usize>,
+    started_at: String,
     clock: Instant,
-    results: Vec<(usize, Finished)>,
-) -> UnitOutcome {
-    let root = *members.last().unwrap();
-    let results: Vec<(usize, Finished)> = results
-        .into_iter()
-        .filter(|(m, _)| !running.contains(m))
-        .collect();
-    let mut out = fail_at(ctx, root, running, members, err, started_at, clock, results);
-    for (m, f) in &mut out.nodes {
-        if *m != root && running.contains(m) {
-            f.record.status = NodeStatus::Succeeded;
-            f.record.reason = None;
+    decided: Vec<(usize, Finished)>,
+}
+
+impl Unit {
+    fn record(&self, ctx: &Ctx, m: usize, status: NodeStatus) -> NodeRecord {
+        let mut r = ctx.record(m, status);
+        r.started_at = Some(self.started_at.clone());
+        r.duration_ms = Some(self.clock.elapsed().as_millis() as u64);
+        r
+    }
+
+    /// `at` failed with `err`; members below it are skipped.
+    fn fail_at(&self, ctx: &Ctx, at: usize, err: NodeError) -> UnitOutcome {
+        let mut nodes = self.decided.clone();
+        for (m, role) in roles(&ctx.pipeline, &self.running, at) {
+            let (status, reason, error) = match role {
+                Role::Failed => (
+                    NodeStatus::Failed,
+                    Some(err.kind.name().to_string()),
+                    Some(err.clone()),
+                ),
+                Role::Below => (
+                    NodeStatus::Skipped,
+                    Some("upstream_failed".to_string()),
+                    None,
+                ),
+                Role::Above => (NodeStatus::Succeeded, None, None),
+            };
+            let mut r = self.record(ctx, m, status);
+            r.reason = reason;
+            r.error = error.as_ref().map(|e| e.message.clone());
+            nodes.push((
+                m,
+                Finished {
+                    record: r,
+                    handle: None,
+                    error,
+                    conditions: BTreeMap::new(),
+                },
+            ));
+        }
+        UnitOutcome {
+            nodes,
+            outputs: vec![],
         }
     }
-    out
+
+    /// A failure of the unit as a whole (storage, timeout): pinned on the
+    /// root, whose result it concerns.
+    fn fail(&self, ctx: &Ctx, err: NodeError) -> UnitOutcome {
+        self.fail_at(ctx, self.root, err)
+    }
 }
 
 /// A unit whose root hit the cache: nothing is computed.
 async fn cached_unit(
     ctx: &Arc<Ctx>,
-    root: usize,
-    running: &[usize],
+    unit: &Unit,
     meta: CacheMeta,
-    started_at: &str,
-    clock: Instant,
-    mut results: Vec<(usize, Finished)>,
 ) -> Result<UnitOutcome, EngineError> {
+    let root = unit.root;
+    let mut results = unit.decided.clone();
     let mut outputs = Vec::new();
     let key = meta.cache_key.clone();
     if matches!(ctx.pipeline.nodes[root].kind, NodeKind::Output(_)) {
         match write_output(ctx, root, &meta).await {
             Ok(o) => outputs.push(o),
             Err(err) => {
-                let members = ctx.prep.members[&root].clone();
-                return Ok(fail_unit(
-                    ctx, running, &members, err, started_at, clock, results,
-                ));
+                return Ok(unit.fail(ctx, err));
             }
         }
     }
-    for &m in running {
-        let mut r = ctx.record(m, NodeStatus::Cached);
+    for &m in &unit.running {
+        let mut r = unit.record(ctx, m, NodeStatus::Cached);
         r.cache_hit = true;
-        r.started_at = Some(started_at.to_string());
-        r.duration_ms = Some(clock.elapsed().as_millis() as u64);
         let mut f = Finished {
             record: r,
             handle: None,
@@ -1324,22 +1295,17 @@ fn compute(
                     }
                 }
             }
-            let mut failed_or_below = vec![at];
-            for &m in running {
+            for (m, role) in roles(p, running, at) {
+                // Members that failed to build are already recorded.
                 if outcomes.iter().any(|(x, _)| *x == m) {
                     continue;
                 }
-                if m == at {
-                    outcomes.push((
-                        m,
-                        fail(NodeError::new(NodeErrorKind::Data, message.clone())),
-                    ));
-                } else if p.inputs(m).any(|e| failed_or_below.contains(&e.source)) {
-                    failed_or_below.push(m);
-                    outcomes.push((m, skip()));
-                } else {
-                    outcomes.push((m, ok(None)));
-                }
+                let o = match role {
+                    Role::Failed => fail(NodeError::new(NodeErrorKind::Data, message.clone())),
+                    Role::Below => skip(),
+                    Role::Above => ok(None),
+                };
+                outcomes.push((m, o));
             }
             return Computed {
                 members: outcomes,
