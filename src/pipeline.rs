@@ -90,8 +90,9 @@ pub struct Execution {
     /// Extra attempts after a transient (storage) failure.
     #[serde(default)]
     pub retries: u32,
+    /// Seconds a unit may compute (fractions allowed); must be positive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<u64>,
+    pub timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

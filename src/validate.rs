@@ -538,6 +538,17 @@ impl Validator {
         }
         if let Some(ex) = obj.get("execution").filter(|v| !v.is_null()) {
             match serde_json::from_value::<Execution>(ex.clone()) {
+                Ok(e)
+                    if e.timeout_seconds
+                        .is_some_and(|t| !(t > 0.0 && t.is_finite())) =>
+                {
+                    self.err_node(
+                        format!("{path}.execution.timeoutSeconds"),
+                        nid,
+                        "must be a positive number of seconds",
+                        None,
+                    );
+                }
                 Ok(e) => r.execution = e,
                 Err(e) => {
                     let (field, message, hint) =

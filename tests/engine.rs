@@ -723,10 +723,15 @@ async fn sources_by_glob_list_json_and_parquet() {
 
 /// A store that fails writes of the keys `fail` picks, as a worker dying
 /// at that point (or storage going away) would leave the bucket.
-#[derive(Debug)]
 struct FailingStore {
     inner: Arc<dyn ObjectStore>,
-    fail: fn(&str) -> bool,
+    fail: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for FailingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailingStore")
+    }
 }
 
 #[async_trait]
@@ -770,7 +775,7 @@ async fn a_run_that_dies_before_its_commit_never_looks_complete() {
     env.put("shared/b.csv", "x\n2\n");
     let failing = Engine::new(Arc::new(FailingStore {
         inner: env.store.clone(),
-        fail: |k| k.ends_with("lineage.json"),
+        fail: Box::new(|k| k.ends_with("lineage.json")),
     }));
     let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
     let p = Arc::new(p);
@@ -814,7 +819,7 @@ async fn a_failed_cache_write_fails_the_node_as_retryable_storage_and_leaves_no_
     env.put("shared/b.csv", "x\n5\n");
     let failing = Engine::new(Arc::new(FailingStore {
         inner: env.store.clone(),
-        fail: |k| k.contains("/cache/") && k.ends_with("metadata.json"),
+        fail: Box::new(|k| k.contains("/cache/") && k.ends_with("metadata.json")),
     }));
     let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
     let p = Arc::new(p);
@@ -843,6 +848,115 @@ async fn a_failed_cache_write_fails_the_node_as_retryable_storage_and_leaves_no_
     // The next run finds no entries and computes.
     let r = env.run(&chain()).await;
     assert!(r.computed && r.meta.status == RunStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_storage_failures_are_retried_per_node() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n");
+    let d = |retries: u32| {
+        doc(
+            "retry",
+            vec![
+                ingest("a", "shared/a.csv"),
+                json!({"id": "out", "nodeType": "output", "config": {}, "dependencies": ["a"], "execution": {"retries": retries}}),
+            ],
+            vec![],
+        )
+    };
+    for (retries, fails, expect) in [
+        (2u32, 2usize, RunStatus::Succeeded),
+        (1, 2, RunStatus::Failed),
+    ] {
+        let left = Arc::new(AtomicUsize::new(fails));
+        let l = left.clone();
+        let flaky = Engine::new(Arc::new(FailingStore {
+            inner: env.store.clone(),
+            // The first `fails` writes of the cache entry's metadata fail.
+            fail: Box::new(move |k| {
+                k.contains("/cache/")
+                    && k.ends_with("metadata.json")
+                    && l.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+            }),
+        }));
+        let (p, _) = mudrock::validate::validate(d(retries), Default::default()).unwrap();
+        let p = Arc::new(p);
+        let mut opts = RunOptions::local(&p);
+        opts.use_cache = false;
+        let r = flaky.run(p.clone(), opts).await.unwrap();
+        assert_eq!(r.meta.status, expect, "retries {retries}, failures {fails}");
+        assert_eq!(
+            left.load(Ordering::SeqCst),
+            fails - (retries as usize + 1).min(fails)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_over_its_timeout_fails_and_cancellation_skips_the_rest() {
+    let env = Env::new();
+    let rows: String = (0..3000).map(|i| format!("{i}\n")).collect();
+    env.put("shared/a.csv", format!("x\n{rows}"));
+    // A 9-million-row cross join aggregated: far longer than 10 ms.
+    let d = doc(
+        "slow",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "b",
+                json!({"operator": "select", "columns": [{"name": "y", "expr": "x"}]}),
+                &["a"],
+            ),
+            json!({"id": "cross", "nodeType": "operator", "config": {"operator": "join", "how": "cross"}, "dependencies": ["a", "b"],
+                   "execution": {"timeoutSeconds": 0.01}}),
+            op(
+                "total",
+                json!({"operator": "aggregate", "aggregations": [{"name": "s", "expr": "sum(x * y)"}]}),
+                &["cross"],
+            ),
+            output("out", "total"),
+            output("quick", "a"),
+        ],
+        vec![],
+    );
+    let r = env.run(&d).await;
+    assert_eq!(r.meta.status, RunStatus::Failed);
+    let failed: Vec<_> = r
+        .meta
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].reason.as_deref(), Some("timeout"));
+    assert_eq!(failed[0].error.as_deref(), Some("timed out after 0.01s"));
+    assert_eq!(node(&r.meta, "quick").status, NodeStatus::Succeeded);
+    let bad = mudrock::validate::validate(json!({"nodes": [{"id": "a", "nodeType": "ingestion", "config": {"source": "shared/a.csv"}, "execution": {"timeoutSeconds": 0}}]}), Default::default()).unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "error: nodes[0].execution.timeoutSeconds: node \"a\": must be a positive number of seconds\n"
+    );
+
+    // Cancelled before it starts: nothing runs, the run is committed as cancelled.
+    let r = env
+        .run_with(&d, |o| {
+            o.cancel.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+    assert_eq!(r.meta.status, RunStatus::Cancelled);
+    assert!(
+        r.meta
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Skipped && n.reason.as_deref() == Some("cancelled"))
+    );
+    assert!(!r.computed);
+    assert_eq!(
+        env.json(&format!("{}metadata.json", r.run_prefix))["status"],
+        "cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

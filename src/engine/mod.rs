@@ -598,8 +598,10 @@ impl Ctx {
         }
     }
 
-    fn cache_enabled(&self, i: usize) -> bool {
-        self.opts.use_cache && self.prep.cacheable[i] && self.prep.keys[i].is_some()
+    /// Whether the node's result gets a cache entry (written even under
+    /// `--no-cache`, which only skips lookups, so it refreshes entries).
+    fn cacheable(&self, i: usize) -> bool {
+        self.prep.cacheable[i] && self.prep.keys[i].is_some()
     }
 }
 
@@ -772,7 +774,7 @@ async fn run_unit_once(
 
     // 2. Cache lookup for the root.
     let root_runs = gates[&root] == Gate::Run;
-    if root_runs && ctx.cache_enabled(root) {
+    if root_runs && ctx.opts.use_cache && ctx.cacheable(root) {
         let key = ctx.prep.keys[root].clone().unwrap();
         if let Some(meta) = cache::lookup(
             ctx.store.as_ref(),
@@ -844,7 +846,7 @@ async fn run_unit_once(
     // 4. Build and collect, off the async threads.
     ctx.computed.store(true, Ordering::SeqCst);
     let write_parquet =
-        root_runs && (ctx.cache_enabled(root) || matches!(p.nodes[root].kind, NodeKind::Output(_)));
+        root_runs && (ctx.cacheable(root) || matches!(p.nodes[root].kind, NodeKind::Output(_)));
     let job = {
         let ctx = ctx.clone();
         let running = running.clone();
@@ -863,16 +865,18 @@ async fn run_unit_once(
     let timeout = running
         .iter()
         .filter_map(|&m| p.nodes[m].execution.timeout_seconds)
-        .min();
+        .reduce(f64::min);
     let computed = match timeout {
-        Some(secs) => match tokio::time::timeout(std::time::Duration::from_secs(secs), job).await {
-            Ok(j) => j,
-            Err(_) => {
-                let err =
-                    NodeError::new(NodeErrorKind::Timeout, format!("timed out after {secs}s"));
-                return Ok(unit.fail(ctx, err));
+        Some(secs) => {
+            match tokio::time::timeout(std::time::Duration::from_secs_f64(secs), job).await {
+                Ok(j) => j,
+                Err(_) => {
+                    let err =
+                        NodeError::new(NodeErrorKind::Timeout, format!("timed out after {secs}s"));
+                    return Ok(unit.fail(ctx, err));
+                }
             }
-        },
+        }
         None => job.await,
     }
     .map_err(|e| EngineError::Internal(format!("compute task failed: {e}")))?;
@@ -1449,7 +1453,7 @@ async fn persist(
             .collect(),
         export: w.export.as_ref().map(|(_, x)| x.clone()),
     };
-    if ctx.cache_enabled(root) {
+    if ctx.cacheable(root) {
         let prefix = cache::entry_prefix(&ctx.opts.pipeline_id, &meta.cache_key);
         ctx.store
             .put_file(b, &format!("{prefix}data.parquet"), &w.path)
