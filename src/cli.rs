@@ -239,8 +239,8 @@ async fn plan_cmd(a: PlanArgs) -> i32 {
         }
         println!("plan for {} (bucket {})", plan.pipeline_id, opts.bucket);
         println!(
-            "{:<4} {:<24} {:<10} {:<12} {:<6} {}",
-            "#", "node", "type", "operator", "cache", "key"
+            "{:<4} {:<24} {:<10} {:<12} {:<6} key",
+            "#", "node", "type", "operator", "cache"
         );
         for (k, n) in plan.order.iter().enumerate() {
             let cache = match (&n.skip, n.cache_hit, n.materialized) {

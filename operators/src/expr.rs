@@ -106,10 +106,10 @@ pub fn is_aggregate(expr: &SqlExpr) -> bool {
 pub fn columns(expr: &SqlExpr) -> Vec<String> {
     let mut out = Vec::new();
     let _ = visit_expressions(expr, |e| {
-        if let SqlExpr::Identifier(id) = e {
-            if !out.contains(&id.value) {
-                out.push(id.value.clone());
-            }
+        if let SqlExpr::Identifier(id) = e
+            && !out.contains(&id.value)
+        {
+            out.push(id.value.clone());
         }
         ControlFlow::<()>::Continue(())
     });

@@ -177,12 +177,15 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
+/// Parses a config for the named operator.
+type ParseFn = fn(&Value, &'static str) -> Result<Box<dyn Operator>, ConfigError>;
+
 /// One registry entry.
 pub struct OperatorSpec {
     pub name: &'static str,
     /// Bumped whenever the operator's semantics change: part of the cache key.
     pub version: u32,
-    parse: fn(&Value, &'static str) -> Result<Box<dyn Operator>, ConfigError>,
+    parse: ParseFn,
 }
 
 impl OperatorSpec {

@@ -69,16 +69,16 @@ impl Operator for Unpivot {
             .iter()
             .map(|c| input.schema.get(c).unwrap().clone())
             .collect();
-        if let Some(pos) = types.iter().position(|t| t != &types[0]) {
-            if !(types[0].is_primitive_numeric() && types[pos].is_primitive_numeric()) {
-                return Err(OpError::config(
-                    "on",
-                    format!(
-                        "columns to unpivot must share a type: \"{}\" is {} but \"{}\" is {}; cast first",
-                        on[0], types[0], on[pos], types[pos]
-                    ),
-                ));
-            }
+        if let Some(pos) = types.iter().position(|t| t != &types[0])
+            && !(types[0].is_primitive_numeric() && types[pos].is_primitive_numeric())
+        {
+            return Err(OpError::config(
+                "on",
+                format!(
+                    "columns to unpivot must share a type: \"{}\" is {} but \"{}\" is {}; cast first",
+                    on[0], types[0], on[pos], types[pos]
+                ),
+            ));
         }
         Ok(input.frame.unpivot(UnpivotArgsDSL {
             on: Some(cols(on.iter().map(String::as_str))),

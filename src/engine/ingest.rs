@@ -242,10 +242,9 @@ pub fn culprit(
     data: &SourceData,
     keys: &[String],
 ) -> Option<(String, String)> {
-    for i in 0..data.len() {
-        let single = data.single(i);
-        if let Err(e) = scan(cfg, &single).and_then(|lf| lf.collect()) {
-            return Some((keys[i].clone(), e.to_string()));
+    for (i, key) in keys.iter().enumerate().take(data.len()) {
+        if let Err(e) = scan(cfg, &data.single(i)).and_then(|lf| lf.collect()) {
+            return Some((key.clone(), e.to_string()));
         }
     }
     None

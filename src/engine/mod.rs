@@ -45,7 +45,7 @@ use ingest::SourceData;
 #[derive(Debug, Clone)]
 pub enum Event {
     NodeStarted { node_id: String },
-    NodeFinished(NodeRecord),
+    NodeFinished(Box<NodeRecord>),
 }
 
 /// Everything a run needs besides the pipeline.
@@ -140,6 +140,10 @@ enum Handle {
     Cached(String),
 }
 
+/// An ingestion node's matched objects (as listed, and as hashed), or why
+/// they could not be resolved.
+pub(crate) type Resolved = Result<Vec<(ObjectMeta, SourceObject)>, NodeError>;
+
 /// Facts computed before anything runs.
 pub(crate) struct Prepared {
     pub(crate) keys: Vec<Option<String>>,
@@ -150,7 +154,7 @@ pub(crate) struct Prepared {
     /// Members of each unit (by root), in topological order.
     pub(crate) members: HashMap<usize, Vec<usize>>,
     pub(crate) order: Vec<usize>,
-    pub(crate) sources: Vec<Option<Result<Vec<(ObjectMeta, SourceObject)>, NodeError>>>,
+    pub(crate) sources: Vec<Option<Resolved>>,
     pub(crate) bytes_hashed: u64,
 }
 
@@ -362,8 +366,7 @@ pub(crate) async fn prepare(
     let order = topo_order(p);
     let mut keys: Vec<Option<String>> = vec![None; n];
     let mut cacheable = vec![true; n];
-    let mut sources: Vec<Option<Result<Vec<(ObjectMeta, SourceObject)>, NodeError>>> =
-        (0..n).map(|_| None).collect();
+    let mut sources: Vec<Option<Resolved>> = (0..n).map(|_| None).collect();
     let mut bytes_hashed = 0;
     for &i in &order {
         let node = &p.nodes[i];
@@ -680,7 +683,7 @@ async fn run_unit(
             .any(|(_, f)| f.error.as_ref().is_some_and(|e| e.retryable));
         if !transient || attempt >= retries {
             for (_, f) in &out.nodes {
-                ctx.emit(Event::NodeFinished(f.record.clone()));
+                ctx.emit(Event::NodeFinished(Box::new(f.record.clone())));
             }
             return Ok(out);
         }
