@@ -18,9 +18,11 @@ use bytes::Bytes;
 pub mod conformance;
 mod local;
 mod memory;
+mod s3;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use s3::{S3Config, S3Store, map_sdk_error};
 
 /// What a store knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
