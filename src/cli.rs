@@ -14,21 +14,26 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::artifacts::{NodeRecord, NodeStatus, RunMeta, RunStatus};
+use crate::config::{Config, StoreKind};
 use crate::engine::{Engine, Event, RunOptions, plan};
 use crate::pipeline::Pipeline;
-use crate::store::LocalStore;
+use crate::store::ObjectStore;
 use crate::validate::{self, Report};
 
 #[derive(Parser, Debug)]
 #[command(name = "mudrock", version, about = "Runs MudRock pipelines")]
 pub struct Cli {
+    /// Config file (TOML); default `mudrock.toml` if present. `MUDROCK_*`
+    /// variables override it.
+    #[arg(long, global = true, env = "MUDROCK_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a pipeline file against the local store.
+    /// Run a pipeline file against the configured store.
     Run(RunArgs),
     /// Check a pipeline file and print every problem.
     Validate(ValidateArgs),
@@ -38,10 +43,11 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Directory holding one folder per bucket.
-    #[arg(long, env = "MUDROCK_STORE_DIR", default_value = "mudrock-data")]
-    pub store: PathBuf,
-    /// Project whose bucket (`project-{id}`) to use; default `project-local`.
+    /// Use this directory (one folder per bucket) as the store, whatever
+    /// the configuration says.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Project whose bucket (`{bucket_prefix}{id}`) to use; default `local`.
     #[arg(long, env = "MUDROCK_PROJECT")]
     pub project: Option<String>,
 }
@@ -60,9 +66,9 @@ pub struct RunArgs {
     /// Print the run's metadata as JSON instead of the summary table.
     #[arg(long)]
     pub json: bool,
-    /// Nodes computed at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Nodes computed at once (default: the config's `engine.concurrency`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Run id (default: a new UUIDv7). Re-using one overwrites that run.
     #[arg(long)]
     pub run_id: Option<String>,
@@ -75,11 +81,12 @@ pub struct ValidateArgs {
     pub strict: bool,
     #[arg(long)]
     pub json: bool,
-    /// Also check columns and types against the sources in this store.
-    #[arg(long, env = "MUDROCK_STORE_DIR")]
-    pub store: Option<PathBuf>,
-    #[arg(long, env = "MUDROCK_PROJECT")]
-    pub project: Option<String>,
+    /// Also check columns and types against the sources in the store
+    /// (implied by `--store`).
+    #[arg(long)]
+    pub data: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +104,13 @@ pub struct PlanArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,9 +123,9 @@ pub fn main() -> i32 {
     };
     rt.block_on(async {
         match cli.command {
-            Command::Run(a) => run(a).await,
-            Command::Validate(a) => validate_cmd(a).await,
-            Command::Plan(a) => plan_cmd(a).await,
+            Command::Run(a) => run(a, config).await,
+            Command::Validate(a) => validate_cmd(a, config).await,
+            Command::Plan(a) => plan_cmd(a, config).await,
         }
     })
 }
@@ -154,36 +168,61 @@ fn load(file: &PathBuf, strict: bool, json: bool) -> Result<(Pipeline, Report), 
     }
 }
 
-fn bucket_for(project: &Option<String>) -> String {
-    match project {
-        Some(p) => format!("project-{p}"),
-        None => "project-local".into(),
+/// The configuration with `--store` applied.
+fn effective(mut config: Config, s: &StoreArgs) -> Config {
+    if let Some(dir) = &s.store {
+        config.store.kind = StoreKind::Local;
+        config.store.dir = dir.clone();
     }
+    config
 }
 
-fn options(p: &Pipeline, store: &StoreArgs) -> RunOptions {
+async fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, i32> {
+    config.open_store().await.map_err(|e| {
+        eprintln!("error: {e}");
+        3
+    })
+}
+
+fn options(p: &Pipeline, config: &Config, s: &StoreArgs) -> RunOptions {
     let mut o = RunOptions::local(p);
-    o.bucket = bucket_for(&store.project);
-    if let Some(id) = &store.project {
+    o.bucket = config.bucket(s.project.as_deref());
+    if let Some(id) = &s.project {
         o.project_id = id.clone();
     }
+    o.concurrency = config.engine.concurrency;
     o
 }
 
-async fn validate_cmd(a: ValidateArgs) -> i32 {
+/// Where a run's folder is, for people: a path or an s3:// URL.
+fn location(config: &Config, bucket: &str, prefix: &str) -> String {
+    match config.store.kind {
+        StoreKind::Local => config
+            .store
+            .dir
+            .join(bucket)
+            .join(prefix)
+            .display()
+            .to_string(),
+        StoreKind::S3 => format!("s3://{bucket}/{prefix}"),
+    }
+}
+
+async fn validate_cmd(a: ValidateArgs, config: Config) -> i32 {
     let (pipeline, report) = match load(&a.file, a.strict, a.json) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let mut diags = report.diagnostics.clone();
-    if let Some(dir) = &a.store {
-        let store = LocalStore::new(dir);
-        let args = StoreArgs {
-            store: dir.clone(),
-            project: a.project.clone(),
+    if a.data || a.store.store.is_some() {
+        let config = effective(config, &a.store);
+        let store = match open(&config).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let pipeline = Arc::new(pipeline);
-        match plan::plan(&store, pipeline.clone(), &options(&pipeline, &args)).await {
+        let opts = options(&pipeline, &config, &a.store);
+        match plan::plan(store.as_ref(), pipeline.clone(), &opts).await {
             Ok(p) => diags.extend(p.problems),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -216,15 +255,19 @@ async fn validate_cmd(a: ValidateArgs) -> i32 {
     if errors == 0 { 0 } else { 2 }
 }
 
-async fn plan_cmd(a: PlanArgs) -> i32 {
+async fn plan_cmd(a: PlanArgs, config: Config) -> i32 {
     let (pipeline, report) = match load(&a.file, a.strict, a.json) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let pipeline = Arc::new(pipeline);
-    let store = LocalStore::new(&a.store.store);
-    let opts = options(&pipeline, &a.store);
-    let plan = match plan::plan(&store, pipeline.clone(), &opts).await {
+    let config = effective(config, &a.store);
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = options(&pipeline, &config, &a.store);
+    let plan = match plan::plan(store.as_ref(), pipeline.clone(), &opts).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -280,7 +323,7 @@ async fn plan_cmd(a: PlanArgs) -> i32 {
     }
 }
 
-async fn run(a: RunArgs) -> i32 {
+async fn run(a: RunArgs, config: Config) -> i32 {
     let (pipeline, report) = match load(&a.file, a.strict, a.json) {
         Ok(x) => x,
         Err(code) => return code,
@@ -291,10 +334,16 @@ async fn run(a: RunArgs) -> i32 {
         }
     }
     let pipeline = Arc::new(pipeline);
-    let store: Arc<dyn crate::store::ObjectStore> = Arc::new(LocalStore::new(&a.store.store));
-    let mut opts = options(&pipeline, &a.store);
+    let config = effective(config, &a.store);
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut opts = options(&pipeline, &config, &a.store);
     opts.use_cache = !a.no_cache;
-    opts.concurrency = a.concurrency;
+    if let Some(n) = a.concurrency {
+        opts.concurrency = n;
+    }
     if let Some(id) = &a.run_id {
         if !validate::valid_id(id) {
             eprintln!("error: invalid --run-id \"{id}\"");
@@ -326,8 +375,7 @@ async fn run(a: RunArgs) -> i32 {
                 println!("{}", serde_json::to_string_pretty(&r.meta).unwrap());
             } else {
                 print_summary(&r.meta);
-                let root = a.store.store.join(&bucket).join(&r.run_prefix);
-                println!("artifacts: {}", root.display());
+                println!("artifacts: {}", location(&config, &bucket, &r.run_prefix));
             }
             match r.meta.status {
                 RunStatus::Succeeded => 0,

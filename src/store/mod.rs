@@ -18,10 +18,12 @@ use bytes::Bytes;
 pub mod conformance;
 mod local;
 mod memory;
+mod retry;
 mod s3;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use retry::{RetryPolicy, RetryingStore};
 pub use s3::{S3Config, S3Store, map_sdk_error};
 
 /// What a store knows about one object.

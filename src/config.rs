@@ -1,0 +1,192 @@
+//! Layered configuration: built-in defaults, then a TOML file, then
+//! `MUDROCK_*` environment variables (sections and keys joined by `__`:
+//! `MUDROCK_STORE__KIND=s3`, `MUDROCK_STORE__S3__ENDPOINT=http://...`).
+//!
+//! ```toml
+//! [store]
+//! kind = "s3"                # or "local" (default)
+//! dir = "mudrock-data"       # local: one folder per bucket
+//! bucket_prefix = "project-" # bucket of project P: "{bucket_prefix}{P}"
+//! [store.s3]
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! access_key_id = "..."      # else the usual AWS credential chain
+//! secret_access_key = "..."
+//! force_path_style = true
+//! checksums_when_required = true
+//! part_size = 16777216
+//! [store.retry]
+//! min_delay_ms = 100
+//! max_delay_ms = 5000
+//! budget_ms = 60000
+//! [engine]
+//! concurrency = 4
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{
+    LocalStore, ObjectStore, RetryPolicy, RetryingStore, S3Config, S3Store, StoreError,
+};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub dir: PathBuf,
+    pub bucket_prefix: String,
+    pub s3: S3Config,
+    pub retry: RetryPolicy,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Local,
+            dir: PathBuf::from("mudrock-data"),
+            bucket_prefix: "project-".into(),
+            s3: S3Config::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Units computed at once.
+    pub concurrency: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { concurrency: 4 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then `file` (or `mudrock.toml` in the working directory if
+    /// it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(ConfigError(format!("{} does not exist", f.display())));
+            }
+            Some(f) => fig = fig.merge(Toml::file(f)),
+            None if Path::new("mudrock.toml").exists() => {
+                fig = fig.merge(Toml::file("mudrock.toml"))
+            }
+            None => {}
+        }
+        Self::with_env(fig)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    fn with_env(fig: Figment) -> Figment {
+        // Only the config's own sections: other MUDROCK_* variables (like
+        // MUDROCK_PROJECT) belong to the command line.
+        fig.merge(
+            Env::prefixed("MUDROCK_")
+                .split("__")
+                // Filters see keys after the split, before lowercasing:
+                // `STORE.S3.ENDPOINT`.
+                .filter(|k| {
+                    let section = k.as_str().split('.').next().unwrap_or("");
+                    section.eq_ignore_ascii_case("store") || section.eq_ignore_ascii_case("engine")
+                }),
+        )
+    }
+
+    /// The bucket of a project; local runs without one use `local`.
+    pub fn bucket(&self, project: Option<&str>) -> String {
+        format!("{}{}", self.store.bucket_prefix, project.unwrap_or("local"))
+    }
+
+    /// The configured store; S3 with retries for transient failures.
+    pub async fn open_store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        Ok(match self.store.kind {
+            StoreKind::Local => Arc::new(LocalStore::new(&self.store.dir)),
+            StoreKind::S3 => {
+                let s3: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(&self.store.s3).await?);
+                Arc::new(RetryingStore::new(s3, self.store.retry))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mudrock.toml",
+                r#"
+                [store]
+                kind = "s3"
+                bucket_prefix = "acme-"
+                [store.s3]
+                endpoint = "http://file:9000"
+                region = "eu-west-1"
+                "#,
+            )?;
+            jail.set_env("MUDROCK_STORE__S3__ENDPOINT", "http://env:9000");
+            jail.set_env("MUDROCK_ENGINE__CONCURRENCY", "7");
+            jail.set_env("MUDROCK_PROJECT", "not-config");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.store.kind, StoreKind::S3, "file over defaults");
+            assert_eq!(c.store.s3.region, "eu-west-1");
+            assert_eq!(
+                c.store.s3.endpoint.as_deref(),
+                Some("http://env:9000"),
+                "environment over file"
+            );
+            assert_eq!(c.engine.concurrency, 7);
+            assert_eq!(c.store.s3.part_size, 16 << 20, "defaults fill the rest");
+            assert_eq!(c.bucket(Some("p1")), "acme-p1");
+            assert_eq!(c.bucket(None), "acme-local");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[store]\nknd = \"s3\"\n")?;
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("knd"), "{e}");
+            assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+}
