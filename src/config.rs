@@ -128,6 +128,37 @@ impl Config {
         format!("{}{}", self.store.bucket_prefix, project.unwrap_or("local"))
     }
 
+    /// Creates the bucket of a new project (idempotent). Project ids become
+    /// part of a bucket name, so they must be lowercase letters, digits and
+    /// dashes (UUIDs are).
+    pub async fn create_project_bucket(
+        &self,
+        store: &dyn ObjectStore,
+        project_id: &str,
+    ) -> Result<String, StoreError> {
+        let ok = !project_id.is_empty()
+            && project_id
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !project_id.starts_with('-');
+        let bucket = self.bucket(Some(project_id));
+        if !ok {
+            return Err(StoreError::InvalidKey {
+                key: bucket,
+                reason: format!(
+                    "project id \"{project_id}\" must be lowercase letters, digits and dashes"
+                ),
+            });
+        }
+        store.create_bucket(&bucket).await.map_err(|e| match e {
+            StoreError::Other(m) => StoreError::Other(format!(
+                "cannot create the bucket of project {project_id}: {m}"
+            )),
+            other => other,
+        })?;
+        Ok(bucket)
+    }
+
     /// The configured store; S3 with retries for transient failures.
     pub async fn open_store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         Ok(match self.store.kind {

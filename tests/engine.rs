@@ -5,12 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
 use mudrock::artifacts::{NodeStatus, RunStatus};
 use mudrock::engine::{Engine, Event, RunOptions};
-use mudrock::store::{ObjectMeta, ObjectStore, ObjectWriter, StoreError};
 use polars::prelude::*;
 use serde_json::json;
 
@@ -721,62 +718,15 @@ async fn sources_by_glob_list_json_and_parquet() {
     );
 }
 
-/// A store that fails writes of the keys `fail` picks, as a worker dying
-/// at that point (or storage going away) would leave the bucket.
-struct FailingStore {
-    inner: Arc<dyn ObjectStore>,
-    fail: Box<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-impl std::fmt::Debug for FailingStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FailingStore")
-    }
-}
-
-#[async_trait]
-impl ObjectStore for FailingStore {
-    async fn create_bucket(&self, b: &str) -> mudrock::store::Result<()> {
-        self.inner.create_bucket(b).await
-    }
-    async fn put(&self, b: &str, k: &str, d: Bytes) -> mudrock::store::Result<ObjectMeta> {
-        if (self.fail)(k) {
-            return Err(StoreError::Transient("injected".into()));
-        }
-        self.inner.put(b, k, d).await
-    }
-    async fn get(&self, b: &str, k: &str) -> mudrock::store::Result<Bytes> {
-        self.inner.get(b, k).await
-    }
-    async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<ObjectMeta> {
-        self.inner.head(b, k).await
-    }
-    async fn list(&self, b: &str, p: &str) -> mudrock::store::Result<Vec<ObjectMeta>> {
-        self.inner.list(b, p).await
-    }
-    async fn delete(&self, b: &str, k: &str) -> mudrock::store::Result<()> {
-        self.inner.delete(b, k).await
-    }
-    async fn copy(&self, b: &str, f: &str, t: &str) -> mudrock::store::Result<ObjectMeta> {
-        self.inner.copy(b, f, t).await
-    }
-    async fn writer(&self, b: &str, k: &str) -> mudrock::store::Result<Box<dyn ObjectWriter>> {
-        self.inner.writer(b, k).await
-    }
-    fn local_path(&self, b: &str, k: &str) -> Option<std::path::PathBuf> {
-        self.inner.local_path(b, k)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_dies_before_its_commit_never_looks_complete() {
     let env = Env::new();
     env.put("shared/a.csv", "x\n1\n");
     env.put("shared/b.csv", "x\n2\n");
-    let failing = Engine::new(Arc::new(FailingStore {
-        inner: env.store.clone(),
-        fail: Box::new(|k| k.ends_with("lineage.json")),
-    }));
+    let failing = Engine::new(Arc::new(HookedStore::failing(
+        env.store.clone(),
+        |op, k| op == "put" && k.ends_with("lineage.json"),
+    )));
     let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
     let p = Arc::new(p);
     // A retried attempt of a run that had completed before: its old commit
@@ -817,10 +767,10 @@ async fn a_failed_cache_write_fails_the_node_as_retryable_storage_and_leaves_no_
     let env = Env::new();
     env.put("shared/a.csv", "x\n1\n2\n");
     env.put("shared/b.csv", "x\n5\n");
-    let failing = Engine::new(Arc::new(FailingStore {
-        inner: env.store.clone(),
-        fail: Box::new(|k| k.contains("/cache/") && k.ends_with("metadata.json")),
-    }));
+    let failing = Engine::new(Arc::new(HookedStore::failing(
+        env.store.clone(),
+        |op, k| op == "put" && k.contains("/cache/") && k.ends_with("metadata.json"),
+    )));
     let (p, _) = mudrock::validate::validate(chain(), Default::default()).unwrap();
     let p = Arc::new(p);
     let r = failing.run(p.clone(), RunOptions::local(&p)).await.unwrap();
@@ -871,16 +821,17 @@ async fn transient_storage_failures_are_retried_per_node() {
     ] {
         let left = Arc::new(AtomicUsize::new(fails));
         let l = left.clone();
-        let flaky = Engine::new(Arc::new(FailingStore {
-            inner: env.store.clone(),
-            // The first `fails` writes of the cache entry's metadata fail.
-            fail: Box::new(move |k| {
-                k.contains("/cache/")
+        let flaky = Engine::new(Arc::new(HookedStore::failing(
+            env.store.clone(),
+            move |op, k| {
+                // The first `fails` writes of the cache entry's metadata fail.
+                op == "put"
+                    && k.contains("/cache/")
                     && k.ends_with("metadata.json")
                     && l.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                         .is_ok()
-            }),
-        }));
+            },
+        )));
         let (p, _) = mudrock::validate::validate(d(retries), Default::default()).unwrap();
         let p = Arc::new(p);
         let mut opts = RunOptions::local(&p);

@@ -4,7 +4,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
+use mudrock::artifacts::RunStatus;
+use mudrock::config::{Config, StoreConfig, StoreKind};
+use mudrock::engine::{Engine, RunOptions, RunResult};
 use mudrock::store::{ObjectStore, S3Config, S3Store, StoreError, conformance};
+use mudrock::validate;
 
 fn config() -> S3Config {
     let var = |k: &str| {
@@ -51,4 +57,135 @@ async fn bad_credentials_are_unauthorized_and_a_dead_endpoint_is_transient() {
         err.is_retryable(),
         "a refused connection is worth retrying: {err:?}"
     );
+}
+
+/// Runs the example against `store` in `bucket`, uploading its data first.
+async fn run_example(store: Arc<dyn ObjectStore>, bucket: &str) -> RunResult {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sales/data");
+    for f in ["orders.csv", "customers.csv", "products.ndjson"] {
+        let bytes = std::fs::read(data.join(f)).unwrap();
+        store
+            .put(bucket, &format!("shared/sales/{f}"), bytes.into())
+            .await
+            .unwrap();
+    }
+    let (p, _) = validate::validate(common::example(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let mut opts = RunOptions::local(&p);
+    opts.bucket = bucket.to_string();
+    Engine::new(store).run(p, opts).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downloading_sources() {
+    let config = Config {
+        store: StoreConfig {
+            kind: StoreKind::S3,
+            s3: config(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let s3 = config.open_store().await.unwrap();
+    let project = unique("e2e");
+    let bucket = config
+        .create_project_bucket(s3.as_ref(), &project)
+        .await
+        .unwrap();
+    assert_eq!(bucket, format!("project-{project}"));
+    config
+        .create_project_bucket(s3.as_ref(), &project)
+        .await
+        .expect("creating it again is fine");
+    assert!(
+        config
+            .create_project_bucket(s3.as_ref(), "Bad_Id")
+            .await
+            .is_err()
+    );
+
+    let hooked = Arc::new(common::HookedStore::new(s3.clone()));
+    let first = run_example(hooked.clone(), &bucket).await;
+    assert_eq!(
+        first.meta.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        first.meta.error
+    );
+    assert!(
+        hooked.count("get", "shared/") > 0,
+        "a cold run reads its sources"
+    );
+
+    // The same run on the local store: same files, same output bytes.
+    let env = common::Env::new();
+    env.copy_example_data();
+    let local = env.run(&common::example()).await;
+    let rel = |keys: Vec<String>, prefix: &str| -> Vec<String> {
+        keys.into_iter()
+            .map(|k| k.strip_prefix(prefix).unwrap().to_string())
+            .collect()
+    };
+    let s3_files: Vec<String> = s3
+        .list(&bucket, &first.run_prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        rel(s3_files, &first.run_prefix),
+        rel(env.files(&local.run_prefix), &local.run_prefix)
+    );
+    let s3_data = s3
+        .get(
+            &bucket,
+            &format!("{}outputs/sales_by_region/data.parquet", first.run_prefix),
+        )
+        .await
+        .unwrap();
+    let local_data = env.read(&format!(
+        "{}outputs/sales_by_region/data.parquet",
+        local.run_prefix
+    ));
+    assert_eq!(
+        blake3::hash(&s3_data),
+        blake3::hash(&local_data),
+        "identical outputs on S3 and on disk"
+    );
+    assert!(
+        s3.head(&bucket, "exports/sales/by_region.csv")
+            .await
+            .is_ok()
+    );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &s3.get(&bucket, &format!("{}metadata.json", first.run_prefix))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["status"], "succeeded");
+
+    // Second run: every node that succeeded before is cached, and the source
+    // hash index (ETag + size) means no source is downloaded again.
+    let hooked = Arc::new(common::HookedStore::new(s3.clone()));
+    let second = run_example(hooked.clone(), &bucket).await;
+    assert_eq!(second.meta.status, RunStatus::Succeeded);
+    for n in &second.meta.nodes {
+        let expect_cached = !matches!(n.node_id.as_str(), "unique_emails" | "customer_issues");
+        assert_eq!(n.cache_hit, expect_cached, "{}", n.node_id);
+    }
+    assert_eq!(
+        hooked.count("get", "shared/"),
+        0,
+        "unchanged sources are not downloaded"
+    );
+    let s3_files: Vec<String> = s3
+        .list(&bucket, &second.run_prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(s3_files.len(), 14, "{s3_files:?}");
 }

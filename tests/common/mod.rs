@@ -140,3 +140,128 @@ pub fn output(id: &str, dep: &str) -> Value {
 pub fn doc(id: &str, nodes: Vec<Value>, edges: Vec<Value>) -> Value {
     serde_json::json!({"id": id, "name": id, "nodes": nodes, "edges": edges})
 }
+
+/// A store decorator for tests: records every call, can fail the calls
+/// `fail` picks with a transient error, and runs `before` ahead of each call
+/// (to stop a server at an exact point of a run).
+pub struct HookedStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub fail: Box<dyn Fn(&str, &str) -> bool + Send + Sync>,
+    pub before: Box<dyn Fn(&str, &str) + Send + Sync>,
+    pub calls: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl HookedStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        HookedStore {
+            inner,
+            fail: Box::new(|_, _| false),
+            before: Box::new(|_, _| {}),
+            calls: Default::default(),
+        }
+    }
+
+    pub fn failing(
+        inner: Arc<dyn ObjectStore>,
+        fail: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        HookedStore {
+            fail: Box::new(fail),
+            ..Self::new(inner)
+        }
+    }
+
+    /// Calls of `op` on keys starting with `prefix`.
+    pub fn count(&self, op: &str, prefix: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, k)| o == op && k.starts_with(prefix))
+            .count()
+    }
+
+    fn enter(&self, op: &str, key: &str) -> mudrock::store::Result<()> {
+        (self.before)(op, key);
+        self.calls
+            .lock()
+            .unwrap()
+            .push((op.to_string(), key.to_string()));
+        if (self.fail)(op, key) {
+            return Err(mudrock::store::StoreError::Transient("injected".into()));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for HookedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookedStore({:?})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for HookedStore {
+    async fn create_bucket(&self, b: &str) -> mudrock::store::Result<()> {
+        self.enter("create_bucket", b)?;
+        self.inner.create_bucket(b).await
+    }
+    async fn put(
+        &self,
+        b: &str,
+        k: &str,
+        d: bytes::Bytes,
+    ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
+        self.enter("put", k)?;
+        self.inner.put(b, k, d).await
+    }
+    async fn get(&self, b: &str, k: &str) -> mudrock::store::Result<bytes::Bytes> {
+        self.enter("get", k)?;
+        self.inner.get(b, k).await
+    }
+    async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
+        self.enter("head", k)?;
+        self.inner.head(b, k).await
+    }
+    async fn list(
+        &self,
+        b: &str,
+        p: &str,
+    ) -> mudrock::store::Result<Vec<mudrock::store::ObjectMeta>> {
+        self.enter("list", p)?;
+        self.inner.list(b, p).await
+    }
+    async fn delete(&self, b: &str, k: &str) -> mudrock::store::Result<()> {
+        self.enter("delete", k)?;
+        self.inner.delete(b, k).await
+    }
+    async fn copy(
+        &self,
+        b: &str,
+        f: &str,
+        t: &str,
+    ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
+        self.enter("copy", t)?;
+        self.inner.copy(b, f, t).await
+    }
+    async fn writer(
+        &self,
+        b: &str,
+        k: &str,
+    ) -> mudrock::store::Result<Box<dyn mudrock::store::ObjectWriter>> {
+        self.enter("writer", k)?;
+        self.inner.writer(b, k).await
+    }
+    async fn put_file(
+        &self,
+        b: &str,
+        k: &str,
+        p: &std::path::Path,
+    ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
+        self.enter("put_file", k)?;
+        self.inner.put_file(b, k, p).await
+    }
+    fn local_path(&self, b: &str, k: &str) -> Option<PathBuf> {
+        self.inner.local_path(b, k)
+    }
+}
