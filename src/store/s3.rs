@@ -5,7 +5,8 @@
 //! checksums several S3 servers reject. Large objects are uploaded in parts
 //! of `part_size`, so memory stays bounded by one part whatever the file.
 //! SDK errors are mapped to [`StoreError`] kinds in one place,
-//! [`map_sdk_error`].
+//! [`map_sdk_error`]. The SDK does not retry: `RetryingStore` does, with
+//! the configured budget.
 
 use std::path::Path;
 
@@ -79,6 +80,15 @@ impl S3Store {
             loader =
                 loader.credentials_provider(Credentials::new(k, s, None, None, "mudrock-config"));
         }
+        // One retry layer: `RetryingStore` (with the configured budget)
+        // wraps this store, so the SDK's own retries would only multiply
+        // the waits. Timeouts keep a hung server from stalling a run.
+        loader = loader.retry_config(aws_config::retry::RetryConfig::disabled()).timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(std::time::Duration::from_secs(300))
+                .build(),
+        );
         let shared = loader.load().await;
         let mut b =
             aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
