@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mudrock-target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
+# The compose file is checked with docker-compose's own parser.
+if ! command -v docker-compose >/dev/null; then
+  echo "test.sh: installing docker-compose (to validate docker-compose.yml)" >&2
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose) >/dev/null \
+    || { echo "test.sh: could not install docker-compose" >&2; exit 1; }
+fi
+
 # Build first: a compile error should not wait for services.
 cargo test --workspace --locked --no-run
 

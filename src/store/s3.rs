@@ -83,12 +83,14 @@ impl S3Store {
         // One retry layer: `RetryingStore` (with the configured budget)
         // wraps this store, so the SDK's own retries would only multiply
         // the waits. Timeouts keep a hung server from stalling a run.
-        loader = loader.retry_config(aws_config::retry::RetryConfig::disabled()).timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .operation_attempt_timeout(std::time::Duration::from_secs(300))
-                .build(),
-        );
+        loader = loader
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(300))
+                    .build(),
+            );
         let shared = loader.load().await;
         let mut b =
             aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);

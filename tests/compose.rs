@@ -1,0 +1,89 @@
+//! docker-compose.yml cannot be run here (no Docker engine), so it is
+//! checked instead: validated by `docker-compose config` (the compose
+//! file parser and schema), and its wiring checked against what mudrock
+//! reads: the environment it gives mudrock must load into the intended
+//! configuration.
+
+use std::process::Command;
+
+use mudrock::config::{Config, StoreKind};
+use serde_json::Value;
+
+fn normalized() -> Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config"])
+        .current_dir(root)
+        .output()
+        .expect("docker-compose is not installed: run the suite with scripts/test.sh, which installs it");
+    assert!(
+        out.status.success(),
+        "docker-compose rejects the file:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // PyYAML comes with docker-compose: turn its YAML into JSON.
+    let mut py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml, json; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let json = py.wait_with_output().unwrap();
+    assert!(json.status.success());
+    serde_json::from_slice(&json.stdout).unwrap()
+}
+
+#[test]
+fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
+    let c = normalized();
+    let services = c["services"].as_object().unwrap();
+    for s in ["postgres", "minio", "seed", "mudrock"] {
+        assert!(services.contains_key(s), "service {s}");
+    }
+    assert!(
+        c["services"]["minio"]["healthcheck"]["test"].is_array(),
+        "minio has a health check"
+    );
+    assert!(c["services"]["postgres"]["healthcheck"]["test"].is_array());
+    let deps = &c["services"]["mudrock"]["depends_on"];
+    assert_eq!(deps["minio"]["condition"], "service_healthy");
+    assert_eq!(deps["postgres"]["condition"], "service_healthy");
+    assert_eq!(deps["seed"]["condition"], "service_completed_successfully");
+
+    // The credentials mudrock uses are MinIO's root user.
+    let env = c["services"]["mudrock"]["environment"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let minio = &c["services"]["minio"]["environment"];
+    assert_eq!(
+        env["MUDROCK_STORE__S3__ACCESS_KEY_ID"],
+        minio["MINIO_ROOT_USER"]
+    );
+    assert_eq!(
+        env["MUDROCK_STORE__S3__SECRET_ACCESS_KEY"],
+        minio["MINIO_ROOT_PASSWORD"]
+    );
+
+    // And mudrock reads that environment as an S3 store on MinIO.
+    figment::Jail::expect_with(|jail| {
+        for (k, v) in &env {
+            jail.set_env(k, v.as_str().unwrap());
+        }
+        let cfg = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(cfg.store.kind, StoreKind::S3);
+        assert_eq!(cfg.store.s3.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(cfg.store.s3.access_key_id.as_deref(), Some("mudrock"));
+        assert!(cfg.store.s3.force_path_style);
+        Ok(())
+    });
+
+    // The seed step fills the bucket the example runs in.
+    let seed = c["services"]["seed"]["command"].to_string();
+    assert!(seed.contains("local/project-local/shared/sales/"), "{seed}");
+}
