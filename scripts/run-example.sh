@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs the sales example on the embedded default: copies its data into the
-# local store (./mudrock-data/project-local/shared/sales/) and runs it.
-# Extra arguments go to `mudrock run` (e.g. --no-cache, --json).
+# Runs the sales example on the configured store (by default the embedded
+# one: ./mudrock-data): uploads its data to shared/sales/ in the bucket
+# project-local, then runs it. Extra arguments go to `mudrock run`
+# (e.g. --no-cache, --json). With MUDROCK_STORE__KIND=s3 and the
+# MUDROCK_STORE__S3__* variables it runs against S3/MinIO instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-store=${MUDROCK_STORE_DIR:-mudrock-data}
-mkdir -p "$store/project-local/shared/sales"
-cp examples/sales/data/* "$store/project-local/shared/sales/"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mudrock-target}
 cargo build --quiet --bin mudrock
-"$CARGO_TARGET_DIR/debug/mudrock" run examples/sales/pipeline.json --store "$store" "$@"
+mudrock="$CARGO_TARGET_DIR/debug/mudrock"
+"$mudrock" upload examples/sales/data --to shared/sales/ >/dev/null
+"$mudrock" run examples/sales/pipeline.json "$@"

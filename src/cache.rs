@@ -216,6 +216,11 @@ pub struct CacheMeta {
     /// Copy of the export, for output nodes that request one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::artifacts::ExportRecord>,
+    /// The store's version of `data.parquet` right after it was written and
+    /// hashed (ETag on S3, inode + mtime on disk). While it is unchanged the
+    /// bytes are the ones hashed, so a hit needs no download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<String>,
 }
 
 pub fn entry_prefix(pipeline_id: &str, key: &str) -> String {
@@ -223,7 +228,8 @@ pub fn entry_prefix(pipeline_id: &str, key: &str) -> String {
 }
 
 /// Looks up an entry and verifies it: metadata present, and the size and
-/// blake3 of `data.parquet` as recorded. Anything else is a miss.
+/// blake3 of `data.parquet` as recorded (re-hashed unless the object's
+/// version shows it untouched since it was hashed). Anything else is a miss.
 pub async fn lookup(
     store: &dyn ObjectStore,
     bucket: &str,
@@ -242,10 +248,14 @@ pub async fn lookup(
         tracing::warn!(key, "cache entry size mismatch; recomputing");
         return None;
     }
-    let actual = hash_object(store, bucket, &data_key).await.ok()?;
-    if actual != meta.blake3 {
-        tracing::warn!(key, "cache entry hash mismatch; recomputing");
-        return None;
+    // Same version as when written and hashed: the same bytes. Anything
+    // else (rewritten in place, copied in by hand) is hashed again.
+    if meta.data_version.as_deref() != Some(head.version.as_str()) {
+        let actual = hash_object(store, bucket, &data_key).await.ok()?;
+        if actual != meta.blake3 {
+            tracing::warn!(key, "cache entry hash mismatch; recomputing");
+            return None;
+        }
     }
     if let Some(x) = &meta.export {
         let ok = store

@@ -39,6 +39,20 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the run order, expected cache hits and output schemas.
     Plan(PlanArgs),
+    /// Copy local files or directories into the project's bucket.
+    Upload(UploadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    /// Files or directories (uploaded recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Key prefix in the bucket, e.g. `shared/sales/`.
+    #[arg(long)]
+    pub to: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -126,6 +140,7 @@ pub fn main() -> i32 {
             Command::Run(a) => run(a, config).await,
             Command::Validate(a) => validate_cmd(a, config).await,
             Command::Plan(a) => plan_cmd(a, config).await,
+            Command::Upload(a) => upload_cmd(a, config).await,
         }
     })
 }
@@ -508,4 +523,77 @@ pub fn summary_table(m: &RunMeta) -> String {
 
 fn print_summary(m: &RunMeta) {
     print!("{}", summary_table(m));
+}
+
+/// Files under `path` with the key each gets below `prefix`.
+fn upload_list(path: &std::path::Path, prefix: &str) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.is_file() {
+        return Ok(vec![(path.to_path_buf(), format!("{prefix}{name}"))]);
+    }
+    // A directory's contents go straight under the prefix (like `cp dir/.`).
+    let mut out = Vec::new();
+    let mut stack = vec![(path.to_path_buf(), prefix.to_string())];
+    while let Some((dir, pre)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() {
+                stack.push((entry.path(), format!("{pre}{name}/")));
+            } else {
+                out.push((entry.path(), format!("{pre}{name}")));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+async fn upload_cmd(a: UploadArgs, config: Config) -> i32 {
+    let config = effective(config, &a.store);
+    let prefix = if a.to.is_empty() || a.to.ends_with('/') {
+        a.to.clone()
+    } else {
+        format!("{}/", a.to)
+    };
+    if let Err(e) = crate::validate::check_source_key(&format!("{prefix}x")) {
+        eprintln!("error: --to: {e}");
+        return 2;
+    }
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let bucket = config.bucket(a.store.project.as_deref());
+    if let Err(e) = store.create_bucket(&bucket).await {
+        eprintln!("error: {e}");
+        return 3;
+    }
+    for p in &a.paths {
+        let files = match upload_list(p, &prefix) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                return 2;
+            }
+        };
+        for (path, key) in files {
+            match store.put_file(&bucket, &key, &path).await {
+                Ok(m) => println!(
+                    "{} -> {} ({} bytes)",
+                    path.display(),
+                    location(&config, &bucket, &key),
+                    m.size
+                ),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    return 3;
+                }
+            }
+        }
+    }
+    0
 }

@@ -420,6 +420,9 @@ async fn a_corrupted_cache_entry_is_a_miss() {
     let first = env.run(&chain()).await;
     let key = node(&first.meta, "out_a").cache_key.clone().unwrap();
     let data = format!("pipelines/chain/cache/{key}/data.parquet");
+    // An in-place edit is noticed by its new mtime; let the clock tick
+    // past the write's timestamp first (kernel timestamps are coarse).
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let mut bytes = env.read(&data);
     let last = bytes.len() - 20;
     bytes[last] ^= 0xff;

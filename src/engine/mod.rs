@@ -1441,7 +1441,7 @@ async fn persist(
         NodeKind::Output(c) => c.compression.name(),
         _ => "zstd",
     };
-    let meta = CacheMeta {
+    let mut meta = CacheMeta {
         cache_key: ctx.prep.keys[root].clone().unwrap_or_default(),
         node_id: node.id.clone(),
         rows,
@@ -1455,13 +1455,16 @@ async fn persist(
             .filter_map(|(k, v)| v.as_ref().ok().map(|v| (k.clone(), *v)))
             .collect(),
         export: w.export.as_ref().map(|(_, x)| x.clone()),
+        data_version: None,
     };
     if ctx.cacheable(root) {
         let prefix = cache::entry_prefix(&ctx.opts.pipeline_id, &meta.cache_key);
-        ctx.store
+        let written = ctx
+            .store
             .put_file(b, &format!("{prefix}data.parquet"), &w.path)
             .await
             .map_err(NodeError::storage)?;
+        meta.data_version = Some(written.version);
         if let Some((xp, x)) = &w.export {
             ctx.store
                 .put_file(b, &format!("{prefix}{}", x.cache_file), xp)
