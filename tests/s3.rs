@@ -180,6 +180,17 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downl
         0,
         "unchanged sources are not downloaded"
     );
+    let data_gets = hooked
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, k)| op == "get" && k.ends_with("data.parquet"))
+        .count();
+    assert_eq!(
+        data_gets, 0,
+        "verifying a hit whose object is untouched needs no download"
+    );
     let s3_files: Vec<String> = s3
         .list(&bucket, &second.run_prefix)
         .await
