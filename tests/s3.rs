@@ -182,7 +182,15 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downl
     );
     // Verifying untouched hits needs no download; the only cached data
     // read is the input of the failing assert, which runs every time.
-    let customers = second.meta.nodes.iter().find(|n| n.node_id == "customers").unwrap().cache_key.clone().unwrap();
+    let customers = second
+        .meta
+        .nodes
+        .iter()
+        .find(|n| n.node_id == "customers")
+        .unwrap()
+        .cache_key
+        .clone()
+        .unwrap();
     let data_gets: Vec<String> = hooked
         .calls
         .lock()
@@ -191,7 +199,11 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downl
         .filter(|(op, k)| op == "get" && k.ends_with("data.parquet"))
         .map(|(_, k)| k.clone())
         .collect();
-    assert_eq!(data_gets, [format!("pipelines/sales-by-region/cache/{customers}/data.parquet")]);
+    assert_eq!(
+        data_gets,
+        [format!(
+            "pipelines/sales-by-region/cache/{customers}/data.parquet"
+        )]
     );
     let s3_files: Vec<String> = s3
         .list(&bucket, &second.run_prefix)
