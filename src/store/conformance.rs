@@ -25,6 +25,7 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_prefix: &str) {
     copy(store, &bucket).await;
     streaming(store, &bucket).await;
     put_file(store, &bucket).await;
+    ranges(store, &bucket).await;
     invalid_keys(store, &bucket).await;
 }
 
@@ -223,6 +224,40 @@ async fn put_file(store: &dyn ObjectStore, b: &str) {
     let m = store.put_file(b, "f/file.bin", &p).await.expect("put_file");
     assert_eq!(m.size, 3 << 20);
     assert_eq!(store.get(b, "f/file.bin").await.unwrap().len(), 3 << 20);
+}
+
+async fn ranges(store: &dyn ObjectStore, b: &str) {
+    let data: Vec<u8> = (0..100u8).collect();
+    store
+        .put(b, "r/obj", Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let r = |a: u64, z: u64| store.get_range(b, "r/obj", a..z);
+    assert_eq!(r(10, 20).await.expect("get_range").as_ref(), &data[10..20]);
+    assert_eq!(r(0, 1).await.unwrap().as_ref(), &data[..1]);
+    assert_eq!(
+        r(90, 1000).await.unwrap().as_ref(),
+        &data[90..],
+        "a range past the end is clamped"
+    );
+    assert!(
+        r(200, 300).await.unwrap().is_empty(),
+        "a range starting past the end is empty"
+    );
+    assert!(r(5, 5).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_range(b, "r/missing", 0..10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The footer of a large object without fetching the rest.
+    let tail = store
+        .get_range(b, "s/big.bin", (20 << 20) - 8..20 << 20)
+        .await
+        .unwrap();
+    let expected: Vec<u8> = ((20u32 << 20) - 8..20 << 20)
+        .map(|i| ((i % (1 << 20)) % 251) as u8)
+        .collect();
+    assert_eq!(tail.as_ref(), expected.as_slice());
 }
 
 async fn invalid_keys(store: &dyn ObjectStore, b: &str) {

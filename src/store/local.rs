@@ -231,6 +231,34 @@ impl ObjectStore for LocalStore {
     fn local_path(&self, bucket: &str, key: &str) -> Option<PathBuf> {
         self.path(bucket, key).ok()
     }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path(bucket, key)?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?;
+        let size = f
+            .metadata()
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?
+            .len();
+        let end = range.end.min(size);
+        let start = range.start.min(end);
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?;
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact(&mut buf)
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?;
+        Ok(Bytes::from(buf))
+    }
 }
 
 struct LocalWriter {

@@ -10,6 +10,7 @@
 //! [`ObjectStore::writer`], which streams and only publishes on `finish`.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -104,6 +105,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
     async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta>;
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Bytes `range` of an object, clamped to its end: lets Parquet readers
+    /// fetch a footer or a column chunk without the whole object.
+    async fn get_range(&self, bucket: &str, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let all = self.get(bucket, key).await?;
+        let end = (range.end as usize).min(all.len());
+        Ok(all.slice((range.start as usize).min(end)..end))
+    }
 
     /// Uploads a local file, streaming it in chunks.
     async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<ObjectMeta> {

@@ -94,6 +94,19 @@ impl ObjectStore for RetryingStore {
         retried!(self, "get", key, || self.inner.get(bucket, key))
     }
 
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        retried!(self, "get_range", key, || self.inner.get_range(
+            bucket,
+            key,
+            range.clone()
+        ))
+    }
+
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         retried!(self, "head", key, || self.inner.head(bucket, key))
     }

@@ -235,6 +235,42 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes())
     }
 
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        check_key(key)?;
+        if range.end <= range.start {
+            // S3 has no empty range; still say whether the object exists.
+            self.head(bucket, key).await?;
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            // A range starting past the end: nothing there.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Bytes::new());
+            }
+            Err(e) => return Err(map_sdk_error(bucket, key, e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;
         let out = self

@@ -219,6 +219,15 @@ impl ObjectStore for HookedStore {
         self.enter("get", k)?;
         self.inner.get(b, k).await
     }
+    async fn get_range(
+        &self,
+        b: &str,
+        k: &str,
+        r: std::ops::Range<u64>,
+    ) -> mudrock::store::Result<bytes::Bytes> {
+        self.enter("get_range", k)?;
+        self.inner.get_range(b, k, r).await
+    }
     async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
         self.enter("head", k)?;
         self.inner.head(b, k).await
