@@ -214,3 +214,58 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downl
         .collect();
     assert_eq!(s3_files.len(), 14, "{s3_files:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn planning_reads_only_parquet_footers() {
+    use polars::prelude::*;
+    let s3: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(&config()).await.unwrap());
+    let bucket = format!("project-{}", unique("plan"));
+    s3.create_bucket(&bucket).await.unwrap();
+    let n = 200_000i64;
+    let mut df = df!("id" => (0..n).collect::<Vec<_>>(), "name" => (0..n).map(|i| format!("n{i}")).collect::<Vec<_>>()).unwrap();
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(&mut df).unwrap();
+    s3.put(&bucket, "shared/big.parquet", buf.into())
+        .await
+        .unwrap();
+    let doc = serde_json::json!({"id": "p", "nodes": [
+        common::ingest("src", "shared/big.parquet"),
+        common::op("d", serde_json::json!({"operator": "derive", "columns": [{"name": "twice", "expr": "id * 2"}]}), &["src"]),
+        common::output("out", "d")
+    ]});
+    let (p, _) = validate::validate(doc, Default::default()).unwrap();
+    let p = Arc::new(p);
+    let mut opts = RunOptions::local(&p);
+    opts.bucket = bucket.clone();
+    // The first plan hashes the source for its cache key (one download);
+    // the hash index spares the next one that.
+    let first = Arc::new(common::HookedStore::new(s3.clone()));
+    mudrock::engine::plan::plan(first.as_ref(), p.clone(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(first.count("get", "shared/"), 1, "hashed once");
+    let hooked = Arc::new(common::HookedStore::new(s3.clone()));
+    let plan = mudrock::engine::plan::plan(hooked.as_ref(), p, &opts)
+        .await
+        .unwrap();
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    let cols: Vec<(&str, &str)> = plan.outputs[0]
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.dtype.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        [("id", "int64"), ("name", "string"), ("twice", "int64")]
+    );
+    assert_eq!(
+        hooked.count("get", "shared/"),
+        0,
+        "the schema comes without a download"
+    );
+    assert_eq!(
+        hooked.count("get_range", "shared/big.parquet"),
+        2,
+        "the tail, then the footer"
+    );
+}

@@ -99,7 +99,20 @@ pub async fn plan(
         match src {
             Some(Ok(objs)) => {
                 let metas: Vec<_> = objs.iter().map(|(m, _)| m.clone()).collect();
-                match ingest::fetch(store, &opts.bucket, &metas).await {
+                let node = &pipeline.nodes[i];
+                let parquet = matches!(&node.kind, NodeKind::Ingestion(c) if c.effective_format() == Some(crate::pipeline::Format::Parquet));
+                let remote = metas
+                    .first()
+                    .is_some_and(|m| store.local_path(&opts.bucket, &m.key).is_none());
+                let fetched = if parquet && remote {
+                    // Planning needs the schema, not the data: read footers.
+                    ingest::parquet_schema(store, &opts.bucket, &metas[0])
+                        .await
+                        .map(|s| ingest::SourceData::Schema(Arc::new(s)))
+                } else {
+                    ingest::fetch(store, &opts.bucket, &metas).await
+                };
+                match fetched {
                     Ok(d) => {
                         data.insert(i, d);
                     }
