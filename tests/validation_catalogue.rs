@@ -2,7 +2,7 @@
 //! so a changed or lost message fails here. Also: nothing a user can send
 //! makes validation panic.
 
-use mudrock::validate::{Options, validate_str};
+use mudrock::validate::{Options, validate, validate_str};
 use serde_json::{Value, json};
 
 /// A valid three-node pipeline that each case breaks in one way.
@@ -530,4 +530,108 @@ fn no_input_makes_validation_panic() {
         n += 1;
     }
     assert!(n > 300);
+}
+
+/// Problems that need the data to be seen (what `validate --data` and
+/// `plan` report): each pinned exactly, with the node and field.
+#[tokio::test(flavor = "multi_thread")]
+async fn problems_found_against_the_data_are_pinned_too() {
+    use std::sync::Arc;
+
+    use mudrock::engine::{RunOptions, plan};
+    use mudrock::store::{LocalStore, ObjectStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    store.create_bucket("project-local").await.unwrap();
+    store
+        .put(
+            "project-local",
+            "shared/orders.csv",
+            "id,region,quantity\n1,north,2\n".into(),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            "project-local",
+            "shared/regions.csv",
+            "region,manager\nnorth,Ada\n".into(),
+        )
+        .await
+        .unwrap();
+    store
+        .put("project-local", "shared/ids.csv", "region\n7\n".into())
+        .await
+        .unwrap();
+
+    let with_node = |node: Value| {
+        let mut v = base();
+        v["nodes"][1] = node;
+        v
+    };
+    let join_on = |src: &str, on: Value| {
+        let mut v = base();
+        v["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "other", "nodeType": "ingestion", "config": {"source": src}}));
+        v["nodes"][1]["config"] = json!({"operator": "join", "on": on});
+        v["nodes"][1]["dependencies"] = json!(["orders", "other"]);
+        v
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unknown column",
+            with_node(
+                json!({"id": "valid", "nodeType": "operator", "config": {"operator": "filter", "predicate": "qty > 0"}, "dependencies": ["orders"]}),
+            ),
+            "error: nodes[1].config.predicate: node \"valid\": unknown column \"qty\" — did you mean \"quantity\"?",
+        ),
+        (
+            "unknown column in a list",
+            with_node(
+                json!({"id": "valid", "nodeType": "operator", "config": {"operator": "select", "columns": ["id", "regoin"]}, "dependencies": ["orders"]}),
+            ),
+            "error: nodes[1].config.columns[1]: node \"valid\": unknown column \"regoin\" — did you mean \"region\"?",
+        ),
+        (
+            "missing input object",
+            {
+                let mut v = base();
+                v["nodes"][0]["config"]["source"] = json!("shared/ordres.csv");
+                v
+            },
+            "error: nodes[0].config.source: node \"orders\": source \"shared/ordres.csv\" not found in bucket project-local",
+        ),
+        (
+            "glob matching nothing",
+            {
+                let mut v = base();
+                v["nodes"][0]["config"]["source"] = json!("shared/2024/*.csv");
+                v
+            },
+            "error: nodes[0].config.source: node \"orders\": no object matches \"shared/2024/*.csv\"",
+        ),
+        (
+            "join key missing on the right",
+            join_on("shared/regions.csv", json!("id")),
+            "error: nodes[1].config.on[0]: node \"valid\": unknown column \"id\"; the input has: region, manager",
+        ),
+        (
+            "join key types differ",
+            join_on("shared/ids.csv", json!("region")),
+            "error: nodes[1].config.on[0]: node \"valid\": cannot join \"region\" (str) with \"region\" (i64): the key types differ; cast one first",
+        ),
+    ];
+    for (name, doc, expected) in cases {
+        let (p, _) = validate(doc, Options::default())
+            .unwrap_or_else(|r| panic!("{name}: the document itself is valid:\n{r}"));
+        let p = Arc::new(p);
+        let report = plan::plan(&store, p.clone(), &RunOptions::local(&p))
+            .await
+            .unwrap();
+        let got: Vec<String> = report.problems.iter().map(|d| d.to_string()).collect();
+        assert_eq!(got, [expected], "{name}");
+    }
 }

@@ -414,7 +414,11 @@ pub(crate) async fn prepare(
                         }
                     }
                 }
-                Err(e) => {
+                Err(mut e) => {
+                    // A source that is not there is the `source` field's problem.
+                    if e.kind == NodeErrorKind::Data {
+                        e.path = Some(format!("{}.config.source", node.path));
+                    }
                     sources[i] = Some(Err(e));
                     None
                 }
