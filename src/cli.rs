@@ -41,6 +41,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Copy local files or directories into the project's bucket.
     Upload(UploadArgs),
+    /// Apply the database migrations (PostgreSQL, `DATABASE_URL`).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Only say whether the database is current; change nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +152,7 @@ pub fn main() -> i32 {
             Command::Validate(a) => validate_cmd(a, config).await,
             Command::Plan(a) => plan_cmd(a, config).await,
             Command::Upload(a) => upload_cmd(a, config).await,
+            Command::Migrate(a) => migrate_cmd(a).await,
         }
     })
 }
@@ -596,4 +608,41 @@ async fn upload_cmd(a: UploadArgs, config: Config) -> i32 {
         }
     }
     0
+}
+
+async fn migrate_cmd(a: MigrateArgs) -> i32 {
+    let pool = match crate::db::connect(&a.database_url).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    if a.check {
+        return match crate::db::check_current(&pool).await {
+            Ok(()) => {
+                println!("the database is current");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+    }
+    match crate::db::migrate(&pool).await {
+        Ok(v) if v.is_empty() => {
+            println!("the database is current");
+            0
+        }
+        Ok(v) => {
+            let list: Vec<String> = v.iter().map(|v| format!("{v:04}")).collect();
+            println!("applied migration(s) {}", list.join(", "));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
 }

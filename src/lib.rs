@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod engine;
 pub mod error;
 pub mod pipeline;
