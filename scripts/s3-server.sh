@@ -9,7 +9,8 @@
 #   scripts/s3-server.sh stop-rgw DIR   stop only the gateway (outage tests)
 #   scripts/s3-server.sh start-rgw DIR  start it again
 #
-# Ports: MUDROCK_S3_PORT (7480), MUDROCK_CEPH_MON_PORT (6789, +1 for v2).
+# Ports: MUDROCK_S3_PORT (7480), MUDROCK_CEPH_MON_PORT (6789, +1 for v2);
+# when a port is taken, the next free one is used (DIR/env says which).
 # OSD memory: MUDROCK_CEPH_MEM_BYTES (default 6 GiB; nothing touches disk).
 set -euo pipefail
 
@@ -37,9 +38,22 @@ install() {
 }
 
 conf() { echo "$dir/ceph.conf"; }
+
+# Whether something listens on 127.0.0.1:$1.
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The first port from $1 on (step $2) where $1 and $1+1 are free.
+free_port() {
+  local p=$1
+  for _ in $(seq 1 50); do
+    if ! busy "$p" && ! busy $((p + 1)); then echo "$p"; return; fi
+    p=$((p + $2))
+  done
+  die "no free port near $1"
+}
 ceph_() { timeout 60 ceph -c "$(conf)" "$@"; }
 
 start_rgw() {
+  [ -f "$dir/rgw-port" ] && port=$(cat "$dir/rgw-port")
   radosgw -c "$(conf)" -n client.rgw.mudrock -k "$dir/rgw/keyring" || die "radosgw did not start (see $dir/log)"
   for _ in $(seq 1 120); do
     if curl -s -o /dev/null "http://127.0.0.1:$port/"; then return; fi
@@ -63,7 +77,10 @@ start() {
   [ -n "$dir" ] || die "usage: $0 start DIR"
   install
   command -v curl >/dev/null || die "curl is needed to wait for the gateway"
+  port=$(free_port "$port" 2)
+  mon_port=$(free_port "$mon_port" 10)
   mkdir -p "$dir"/{run,log,mon/ceph-a,mgr/ceph-x,rgw}
+  echo "$port" > "$dir/rgw-port"
   local fsid; fsid=$(uuidgen)
   cat > "$(conf)" <<EOF
 [global]
