@@ -57,6 +57,13 @@ pub struct SourceObject {
     pub blake3: String,
 }
 
+/// The hash of a pipeline definition: blake3 of its canonical JSON. Stored
+/// with every saved version and in every run's metadata, so a run can be
+/// traced to the exact definition it ran.
+pub fn definition_hash(definition: &serde_json::Value) -> String {
+    hash_bytes(crate::validate::canonical_json(definition).as_bytes())
+}
+
 /// Key of an ingestion node.
 pub fn ingestion_key(canonical_config: &str, objects: &[SourceObject]) -> String {
     let mut h = KeyHasher::new("ingestion");

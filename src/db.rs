@@ -93,6 +93,52 @@ async fn applied(pool: &PgPool) -> Result<Vec<i64>, DbError> {
     )
 }
 
+/// A saved pipeline version.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SavedVersion {
+    pub id: uuid::Uuid,
+    pub revision: i32,
+    pub definition_hash: String,
+}
+
+/// Saves a pipeline's definition: the pipeline row takes it, and an
+/// immutable version (next revision, blake3 of the canonical definition)
+/// is appended. Runs in the caller's transaction and role, so RLS decides
+/// whether the caller may.
+pub async fn save_pipeline_version(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: uuid::Uuid,
+    version: &str,
+    definition: &serde_json::Value,
+    created_by: Option<uuid::Uuid>,
+) -> Result<SavedVersion, DbError> {
+    let hash = crate::cache::definition_hash(definition);
+    // Locks the pipeline so concurrent saves take consecutive revisions.
+    let updated = sqlx::query(
+        "UPDATE pipelines SET dag_definition = $2, version = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(pipeline_id)
+    .bind(definition)
+    .bind(version)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(DbError::Query(sqlx::Error::RowNotFound));
+    }
+    Ok(sqlx::query_as(
+        "INSERT INTO pipeline_versions (pipeline_id, revision, version, dag_definition, definition_hash, created_by)
+         SELECT $1, coalesce(max(revision), 0) + 1, $2, $3, $4, $5 FROM pipeline_versions WHERE pipeline_id = $1
+         RETURNING id, revision, definition_hash",
+    )
+    .bind(pipeline_id)
+    .bind(version)
+    .bind(definition)
+    .bind(&hash)
+    .bind(created_by)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// Refuses a database that lacks migrations this binary has (or has ones it
 /// does not know), naming the command that fixes it.
 pub async fn check_current(pool: &PgPool) -> Result<(), DbError> {

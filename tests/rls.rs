@@ -290,3 +290,71 @@ async fn named_checks_guard_the_invariants(pool: PgPool) {
         Some("pipeline_runs_idempotency_uq")
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn saving_appends_immutable_versions_whose_hash_runs_carry(pool: PgPool) {
+    fixture(&pool).await;
+    let pipeline: uuid::Uuid = PIPELINE.parse().unwrap();
+    let def = common_definition();
+    let mut conn = pool.acquire().await.unwrap();
+    let v2 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.1.0", &def, None)
+        .await
+        .unwrap();
+    assert_eq!(v2.revision, 2, "after the fixture's revision 1");
+    // Key order does not matter to the hash; content does.
+    let reordered: serde_json::Value = serde_json::from_str(&def.to_string()).unwrap();
+    let v3 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.1.0", &reordered, None)
+        .await
+        .unwrap();
+    assert_eq!((v3.revision, &v3.definition_hash), (3, &v2.definition_hash));
+    let mut changed = def.clone();
+    changed["nodes"][0]["config"]["source"] = serde_json::json!("shared/other.csv");
+    let v4 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.2.0", &changed, None)
+        .await
+        .unwrap();
+    assert_ne!(v4.definition_hash, v2.definition_hash);
+    let stored: serde_json::Value =
+        sqlx::query_scalar("SELECT dag_definition FROM pipelines WHERE id = $1")
+            .bind(pipeline)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, changed,
+        "the pipeline row holds the latest definition"
+    );
+
+    // A run of that version carries the same hash in its metadata.
+    let (p, _) = mudrock::validate::validate(def.clone(), Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(mudrock::store::LocalStore::new(dir.path()));
+    use mudrock::store::ObjectStore;
+    store.create_bucket("project-local").await.unwrap();
+    store
+        .put("project-local", "shared/orders.csv", "id\n1\n".into())
+        .await
+        .unwrap();
+    let p = std::sync::Arc::new(p);
+    let r = mudrock::engine::Engine::new(store)
+        .run(p.clone(), mudrock::engine::RunOptions::local(&p))
+        .await
+        .unwrap();
+    assert_eq!(r.meta.definition_hash, v2.definition_hash);
+
+    // Versions cannot be edited, even by the superuser.
+    let err = sqlx::query("UPDATE pipeline_versions SET dag_definition = '{}' WHERE revision = 2")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().constraint(),
+        Some("pipeline_versions_immutable")
+    );
+}
+
+fn common_definition() -> serde_json::Value {
+    serde_json::json!({"nodes": [
+        {"id": "orders", "nodeType": "ingestion", "config": {"source": "shared/orders.csv"}},
+        {"id": "out", "nodeType": "output", "config": {}, "dependencies": ["orders"]}
+    ], "edges": []})
+}

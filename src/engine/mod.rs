@@ -320,7 +320,7 @@ impl Engine {
             pipeline_id: opts.pipeline_id.clone(),
             project_id: opts.project_id.clone(),
             pipeline_version: pipeline.version.clone(),
-            definition_hash: cache::hash_bytes(canonical_json(&pipeline.definition).as_bytes()),
+            definition_hash: cache::definition_hash(&pipeline.definition),
             trigger: opts.trigger.clone(),
             status,
             attempt: opts.attempt,
