@@ -108,6 +108,33 @@ impl S3Store {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// GET an object, or a byte range of it (`bytes=a-b`), into memory.
+    async fn fetch(&self, bucket: &str, key: &str, range: Option<String>) -> Result<Bytes> {
+        check_key(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            // A range starting past the end: nothing there.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Bytes::new());
+            }
+            Err(e) => return Err(map_sdk_error(bucket, key, e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
+        Ok(body.into_bytes())
+    }
 }
 
 /// The one place SDK errors become store errors: not found, unauthorized,
@@ -218,21 +245,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes> {
-        check_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(bucket, key, e))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
-        Ok(body.into_bytes())
+        self.fetch(bucket, key, None).await
     }
 
     async fn get_range(
@@ -247,28 +260,12 @@ impl ObjectStore for S3Store {
             self.head(bucket, key).await?;
             return Ok(Bytes::new());
         }
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await;
-        let out = match out {
-            Ok(o) => o,
-            // A range starting past the end: nothing there.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                return Ok(Bytes::new());
-            }
-            Err(e) => return Err(map_sdk_error(bucket, key, e)),
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
-        Ok(body.into_bytes())
+        self.fetch(
+            bucket,
+            key,
+            Some(format!("bytes={}-{}", range.start, range.end - 1)),
+        )
+        .await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
