@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mudrock_operators::{ExprKind, did_you_mean, expr};
+use mudrock_operators::{ExprKind, SerdeProblem, did_you_mean, expr, read_serde_message};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
 use serde::Serialize;
@@ -551,8 +551,7 @@ impl Validator {
                 }
                 Ok(e) => r.execution = e,
                 Err(e) => {
-                    let (field, message, hint) =
-                        serde_problem(&e.to_string(), &["cache", "retries", "timeoutSeconds"]);
+                    let (field, message, hint) = serde_problem(&e.to_string());
                     let p = if field.is_empty() {
                         format!("{path}.execution")
                     } else {
@@ -612,22 +611,7 @@ impl Validator {
             Ok(c) => c,
             Err(e) => {
                 let path = e.path().to_string();
-                let expected: &[&str] = if path.starts_with("options") {
-                    &[
-                        "delimiter",
-                        "hasHeader",
-                        "nullValues",
-                        "quoteChar",
-                        "skipRows",
-                        "commentPrefix",
-                        "tryParseDates",
-                        "inferSchemaLength",
-                        "schemaOverrides",
-                    ]
-                } else {
-                    &["source", "format", "options"]
-                };
-                let (field, message, hint) = serde_problem(&e.inner().to_string(), expected);
+                let (field, message, hint) = serde_problem(&e.inner().to_string());
                 let prefix = if path == "." || path.is_empty() {
                     String::new()
                 } else {
@@ -808,8 +792,7 @@ impl Validator {
             Ok(c) => c,
             Err(e) => {
                 let path = e.path().to_string();
-                let (field, message, hint) =
-                    serde_problem(&e.inner().to_string(), &["format", "compression", "export"]);
+                let (field, message, hint) = serde_problem(&e.inner().to_string());
                 let prefix = if path == "." { String::new() } else { path };
                 let field = if prefix.is_empty() || prefix == field {
                     field
@@ -1120,31 +1103,24 @@ fn join_field(prefix: &str, field: &str) -> String {
     }
 }
 
-/// Reads serde's message: (field, message, hint) for unknown/missing fields.
-fn serde_problem(msg: &str, expected: &[&str]) -> (String, String, Option<String>) {
-    let msg = msg.split(" at line ").next().unwrap_or(msg);
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let hint = did_you_mean(name, expected.iter().copied())
-            .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
-        return (name.to_string(), format!("unknown field \"{name}\""), hint);
+/// Serde's complaint as (field, message, hint) for the document's own
+/// structs (ingestion, output, execution).
+fn serde_problem(msg: &str) -> (String, String, Option<String>) {
+    match read_serde_message(msg) {
+        SerdeProblem::UnknownField { name, expected } => {
+            let hint = did_you_mean(&name, expected.iter().map(String::as_str))
+                .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
+            let message = format!("unknown field \"{name}\"");
+            (name, message, hint)
+        }
+        SerdeProblem::MissingField(name) => (name, "missing".to_string(), None),
+        SerdeProblem::UnknownVariant { name, expected } => {
+            let hint = did_you_mean(&name, expected.iter().map(String::as_str))
+                .or_else(|| Some(format!("one of: {}", expected.join(", "))));
+            (String::new(), format!("unknown value \"{name}\""), hint)
+        }
+        SerdeProblem::Other(message) => (String::new(), message, None),
     }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        return (name.to_string(), "missing".to_string(), None);
-    }
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let options: Vec<&str> = rest
-            .split('`')
-            .skip(1)
-            .filter(|s| !s.is_empty() && !s.contains(' ') && !s.starts_with(','))
-            .collect();
-        let hint = did_you_mean(name, options.iter().copied())
-            .or_else(|| Some(format!("one of: {}", options.join(", "))));
-        return (String::new(), format!("unknown value \"{name}\""), hint);
-    }
-    (String::new(), msg.replace('`', "\""), None)
 }
 
 /// Canonical JSON: keys sorted at every level, no whitespace. Used for

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, ident, over};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_columns};
+use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,13 +47,7 @@ impl Operator for Aggregate {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(
-            &input.schema,
-            self.by
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("by[{i}]"), c.as_str())),
-        )?;
+        require_list(&input.schema, "by", &self.by)?;
         let mut items: Vec<String> = self.by.iter().map(|b| ident(b)).collect();
         for (i, a) in self.aggregations.iter().enumerate() {
             expr::check_columns(&format!("aggregations[{i}].expr"), &a.expr, &input.schema)?;

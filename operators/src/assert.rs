@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, eval_bool, ident, over};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_columns};
+use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -55,20 +55,8 @@ impl Operator for Assert {
         for (i, c) in self.checks.iter().enumerate() {
             expr::check_columns(&format!("checks[{i}].expr"), &c.expr, &input.schema)?;
         }
-        require_columns(
-            &input.schema,
-            self.not_null
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("notNull[{i}]"), c.as_str())),
-        )?;
-        require_columns(
-            &input.schema,
-            self.unique
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("unique[{i}]"), c.as_str())),
-        )?;
+        require_list(&input.schema, "notNull", &self.not_null)?;
+        require_list(&input.schema, "unique", &self.unique)?;
         Ok(input.frame)
     }
 

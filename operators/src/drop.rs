@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, OpError, Operator, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,13 +18,7 @@ impl Operator for Drop {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(
-            &input.schema,
-            self.columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("columns[{i}]"), c.as_str())),
-        )?;
+        require_list(&input.schema, "columns", &self.columns)?;
         Ok(input
             .frame
             .drop(cols(self.columns.iter().map(String::as_str))))

@@ -6,7 +6,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Arity, Input, OpError, Operator, one, unknown_column};
+use crate::{Arity, Input, OpError, Operator, one, require_list, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,12 +105,7 @@ impl Operator for FillNull {
         if let Some(strategy) = self.strategy {
             let names: Vec<String> = match &self.subset {
                 Some(s) => {
-                    crate::require_columns(
-                        &input.schema,
-                        s.iter()
-                            .enumerate()
-                            .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
-                    )?;
+                    require_list(&input.schema, "subset", &s)?;
                     s.clone()
                 }
                 None => input.schema.iter_names().map(|n| n.to_string()).collect(),

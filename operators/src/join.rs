@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, require_columns};
+use crate::{Arity, Input, OpError, Operator, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -137,18 +137,8 @@ impl Operator for Join {
                 .cross_join(right.frame, Some(self.suffix.as_str().into())));
         }
         let (l, r, lf_field, rf_field) = self.keys();
-        require_columns(
-            &left.schema,
-            l.iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{lf_field}[{i}]"), c.as_str())),
-        )?;
-        require_columns(
-            &right.schema,
-            r.iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{rf_field}[{i}]"), c.as_str())),
-        )?;
+        require_list(&left.schema, lf_field, &l)?;
+        require_list(&right.schema, rf_field, &r)?;
         for (i, (a, b)) in l.iter().zip(&r).enumerate() {
             let (ta, tb) = (&left.schema.get(a).unwrap(), &right.schema.get(b).unwrap());
             if ta != tb && !(ta.is_primitive_numeric() && tb.is_primitive_numeric()) {

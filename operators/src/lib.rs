@@ -299,82 +299,97 @@ fn parse_config<C: Operator + DeserializeOwned + 'static>(
     }
 }
 
+/// What serde reported about a config, read from its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerdeProblem {
+    UnknownField { name: String, expected: Vec<String> },
+    MissingField(String),
+    UnknownVariant { name: String, expected: Vec<String> },
+    Other(String),
+}
+
+/// Reads serde's message: the one place that knows its wording. The
+/// expected names are the ones serde lists (struct fields, enum variants).
+pub fn read_serde_message(msg: &str) -> SerdeProblem {
+    // serde_json appends " at line x column y", meaningless for a Value.
+    let msg = msg.split(" at line ").next().unwrap_or(msg);
+    let quoted = |rest: &str| -> (String, Vec<String>) {
+        let name = rest.split('`').next().unwrap_or("").to_string();
+        let expected = rest
+            .split('`')
+            .skip(1)
+            .filter(|s| !s.is_empty() && !s.contains(' ') && !s.starts_with(','))
+            .map(str::to_string)
+            .collect();
+        (name, expected)
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (name, expected) = quoted(rest);
+        return SerdeProblem::UnknownField { name, expected };
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        return SerdeProblem::MissingField(quoted(rest).0);
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (name, expected) = quoted(rest);
+        return SerdeProblem::UnknownVariant { name, expected };
+    }
+    SerdeProblem::Other(msg.replace('`', "\""))
+}
+
 /// Turns serde's message into one that names the field and suggests a fix.
 fn describe_serde_error(
     operator: &str,
     e: serde_path_to_error::Error<serde_json::Error>,
 ) -> ConfigError {
-    let mut field = e.path().to_string();
-    if field == "." {
-        field.clear();
+    let mut path = e.path().to_string();
+    if path == "." {
+        path.clear();
     }
-    let inner = e.inner().to_string();
-    // serde_json appends " at line x column y", meaningless for a Value.
-    let msg = inner
-        .split(" at line ")
-        .next()
-        .unwrap_or(&inner)
-        .to_string();
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let expected: Vec<&str> = rest
-            .split('`')
-            .skip(1)
-            .filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(','))
-            .collect();
-        let hint = did_you_mean(name, expected.iter().copied()).or_else(|| {
-            (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", ")))
-        });
-        let field = if field.is_empty() {
+    let below = |name: &str| {
+        if path.is_empty() {
             name.to_string()
         } else {
-            format!("{field}.{name}")
-        };
-        // serde_path_to_error already includes the unknown key in some versions.
-        let field = field.replace(&format!(".{name}.{name}"), &format!(".{name}"));
-        let field = if field == format!("{name}.{name}") {
-            name.to_string()
-        } else {
-            field
-        };
-        return ConfigError {
-            field,
-            message: format!("unknown field \"{name}\" for operator \"{operator}\""),
-            hint,
-        };
-    }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let field = if field.is_empty() {
-            name.to_string()
-        } else {
-            format!("{field}.{name}")
-        };
-        return ConfigError {
-            field,
+            format!("{path}.{name}")
+        }
+    };
+    match read_serde_message(&e.inner().to_string()) {
+        SerdeProblem::UnknownField { name, expected } => {
+            let hint = did_you_mean(&name, expected.iter().map(String::as_str)).or_else(|| {
+                (!expected.is_empty()).then(|| format!("expected one of: {}", expected.join(", ")))
+            });
+            // serde_path_to_error already includes the unknown key in some versions.
+            let field = below(&name).replace(&format!(".{name}.{name}"), &format!(".{name}"));
+            let field = if field == format!("{name}.{name}") {
+                name.clone()
+            } else {
+                field
+            };
+            ConfigError {
+                field,
+                message: format!("unknown field \"{name}\" for operator \"{operator}\""),
+                hint,
+            }
+        }
+        SerdeProblem::MissingField(name) => ConfigError {
+            field: below(&name),
             message: format!("missing field \"{name}\" for operator \"{operator}\""),
             hint: None,
-        };
-    }
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let expected: Vec<&str> = rest
-            .split('`')
-            .skip(1)
-            .filter(|s| !s.contains(' ') && !s.is_empty() && !s.starts_with(','))
-            .collect();
-        let hint = did_you_mean(name, expected.iter().copied())
-            .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
-        return ConfigError {
-            field,
-            message: format!("unknown value \"{name}\""),
-            hint,
-        };
-    }
-    ConfigError {
-        field,
-        message: msg.replace('`', "\""),
-        hint: None,
+        },
+        SerdeProblem::UnknownVariant { name, expected } => {
+            let hint = did_you_mean(&name, expected.iter().map(String::as_str))
+                .or_else(|| Some(format!("expected one of: {}", expected.join(", "))));
+            ConfigError {
+                field: path,
+                message: format!("unknown value \"{name}\""),
+                hint,
+            }
+        }
+        SerdeProblem::Other(message) => ConfigError {
+            field: path,
+            message,
+            hint: None,
+        },
     }
 }
 
@@ -390,6 +405,18 @@ pub fn require_columns<'a>(
         }
     }
     Ok(())
+}
+
+/// Checks a config list of column names; problems are reported at
+/// `field[i]`.
+pub(crate) fn require_list(schema: &Schema, field: &str, names: &[String]) -> Result<(), OpError> {
+    require_columns(
+        schema,
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{field}[{i}]"), c.as_str())),
+    )
 }
 
 /// The error for a column that is not in the input.
@@ -416,12 +443,7 @@ pub(crate) fn subset_selector(
 ) -> Result<Option<Selector>, OpError> {
     match subset {
         Some(s) => {
-            require_columns(
-                schema,
-                s.iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("subset[{i}]"), c.as_str())),
-            )?;
+            require_list(schema, "subset", s)?;
             Ok(Some(cols(s.iter().map(String::as_str))))
         }
         None => Ok(None),

@@ -11,7 +11,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::join::one_or_many;
-use crate::{Arity, Input, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, OpError, Operator, one, require_columns, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,22 +54,11 @@ impl Operator for Pivot {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(
-            &input.schema,
-            self.index
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("index[{i}]"), c.as_str())),
-        )?;
+        require_list(&input.schema, "index", &self.index)?;
         require_columns(&input.schema, [("on".to_string(), self.on.as_str())])?;
         let values: Vec<String> = match &self.values {
             Some(v) => {
-                require_columns(
-                    &input.schema,
-                    v.iter()
-                        .enumerate()
-                        .map(|(i, c)| (format!("values[{i}]"), c.as_str())),
-                )?;
+                require_list(&input.schema, "values", &v)?;
                 v.clone()
             }
             None => input

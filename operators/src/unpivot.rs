@@ -5,7 +5,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::join::one_or_many;
-use crate::{Arity, Input, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, OpError, Operator, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -39,21 +39,10 @@ impl Operator for Unpivot {
 
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
-        require_columns(
-            &input.schema,
-            self.index
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("index[{i}]"), c.as_str())),
-        )?;
+        require_list(&input.schema, "index", &self.index)?;
         let on = match &self.on {
             Some(on) => {
-                require_columns(
-                    &input.schema,
-                    on.iter()
-                        .enumerate()
-                        .map(|(i, c)| (format!("on[{i}]"), c.as_str())),
-                )?;
+                require_list(&input.schema, "on", &on)?;
                 on.clone()
             }
             None => input
