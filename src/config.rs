@@ -21,6 +21,18 @@
 //! budget_ms = 60000
 //! [engine]
 //! concurrency = 4
+//! [worker]                   # `mudrock worker` (see worker.rs)
+//! concurrency = 2            # runs at once
+//! heartbeat_ms = 5000
+//! missed_heartbeats = 3      # lease = heartbeat_ms × missed_heartbeats
+//! poll_ms = 1000
+//! shutdown_grace_seconds = 30
+//! max_attempts = 5
+//! defer_ms = 2000
+//! [worker.retry]
+//! min_delay_ms = 500
+//! max_delay_ms = 30000
+//! budget_ms = 300000
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -39,6 +51,7 @@ use crate::store::{
 pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    pub worker: crate::worker::WorkerConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -118,7 +131,9 @@ impl Config {
                 // `STORE.S3.ENDPOINT`.
                 .filter(|k| {
                     let section = k.as_str().split('.').next().unwrap_or("");
-                    section.eq_ignore_ascii_case("store") || section.eq_ignore_ascii_case("engine")
+                    ["store", "engine", "worker"]
+                        .iter()
+                        .any(|s| section.eq_ignore_ascii_case(s))
                 }),
         )
     }

@@ -24,12 +24,26 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// apalis' storage refused (its own errors wrap the database's).
+    #[error("queue error: {0}")]
+    Queue(String),
+}
+
+impl From<apalis_postgres::Error> for DbError {
+    /// apalis wraps the database's errors: unwrap them so a lost
+    /// connection stays retryable.
+    fn from(e: apalis_postgres::Error) -> Self {
+        match e {
+            apalis_postgres::Error::Database(e) => DbError::Query(e),
+            other => DbError::Queue(other.to_string()),
+        }
+    }
 }
 
 impl DbError {
     pub fn fault(&self) -> Fault {
         match self {
-            DbError::Connect(_) | DbError::Query(_) => Fault::External,
+            DbError::Connect(_) | DbError::Query(_) | DbError::Queue(_) => Fault::External,
             DbError::Behind { .. } | DbError::Ahead(_) => Fault::User,
             DbError::Migrate(_) => Fault::Internal,
         }
@@ -68,29 +82,56 @@ pub async fn connect(url: &str) -> Result<PgPool, DbError> {
         .map_err(DbError::Connect)
 }
 
-/// Applies every pending migration; returns the versions applied.
-pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, DbError> {
-    let before = applied(pool).await?;
-    MIGRATOR.run(pool).await?;
-    Ok(MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .filter(|v| !before.contains(v))
-        .collect())
+/// What `migrate` applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// mudrock's own migrations (`migrations/`).
+    pub mudrock: Vec<i64>,
+    /// apalis-postgres' migrations of the queue schema `apalis` (kept in
+    /// `apalis._sqlx_migrations`, apart from mudrock's).
+    pub queue: Vec<i64>,
 }
 
-async fn applied(pool: &PgPool) -> Result<Vec<i64>, DbError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+impl Applied {
+    pub fn is_empty(&self) -> bool {
+        self.mudrock.is_empty() && self.queue.is_empty()
+    }
+}
+
+/// Applies every pending migration, mudrock's and the queue storage's.
+pub async fn migrate(pool: &PgPool) -> Result<Applied, DbError> {
+    let before = applied(pool, "_sqlx_migrations").await?;
+    MIGRATOR.run(pool).await?;
+    let queue_before = applied(pool, "apalis._sqlx_migrations").await?;
+    apalis_postgres::PostgresStorage::setup(pool).await?;
+    let queue = apalis_postgres::PostgresStorage::migrations()
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !queue_before.contains(v))
+        .collect();
+    Ok(Applied {
+        mudrock: MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !before.contains(v))
+            .collect(),
+        queue,
+    })
+}
+
+async fn applied(pool: &PgPool, table: &'static str) -> Result<Vec<i64>, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
         .fetch_one(pool)
         .await?;
     if !exists {
         return Ok(Vec::new());
     }
-    Ok(
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
-            .await?,
-    )
+    let sql = match table {
+        "_sqlx_migrations" => "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        _ => "SELECT version FROM apalis._sqlx_migrations WHERE success ORDER BY version",
+    };
+    Ok(sqlx::query_scalar(sql).fetch_all(pool).await?)
 }
 
 /// A saved pipeline version.
@@ -142,7 +183,7 @@ pub async fn save_pipeline_version(
 /// Refuses a database that lacks migrations this binary has (or has ones it
 /// does not know), naming the command that fixes it.
 pub async fn check_current(pool: &PgPool) -> Result<(), DbError> {
-    let have = applied(pool).await?;
+    let have = applied(pool, "_sqlx_migrations").await?;
     let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     if let Some(v) = have.iter().find(|v| !known.contains(v)) {
         return Err(DbError::Ahead(*v));
@@ -152,11 +193,92 @@ pub async fn check_current(pool: &PgPool) -> Result<(), DbError> {
         .filter(|v| !have.contains(v))
         .map(|v| format!("{v:04}"))
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(DbError::Behind {
+    if !missing.is_empty() {
+        return Err(DbError::Behind {
             missing: missing.join(", "),
-        })
+        });
     }
+    // The queue's schema is part of "current" too: a worker cannot claim
+    // from a table that does not exist.
+    let queue_have = applied(pool, "apalis._sqlx_migrations").await?;
+    let queue_missing = apalis_postgres::PostgresStorage::migrations()
+        .iter()
+        .filter(|m| !queue_have.contains(&m.version))
+        .count();
+    if queue_missing > 0 {
+        return Err(DbError::Behind {
+            missing: format!("{queue_missing} of the queue storage (apalis)"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a project (the creator becomes its owner) and its bucket, with
+/// the folder markers the layout needs. The row is committed only once
+/// the bucket exists, so a bucket that cannot be made leaves no project
+/// behind; an existing bucket is fine (idempotent).
+pub async fn create_project(
+    pool: &PgPool,
+    config: &crate::config::Config,
+    store: &dyn crate::store::ObjectStore,
+    name: &str,
+    owner: uuid::Uuid,
+    settings: &serde_json::Value,
+) -> Result<uuid::Uuid, ProjectError> {
+    let mut tx = pool.begin().await?;
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO projects (name, owner_id, settings) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(settings)
+    .fetch_one(&mut *tx)
+    .await?;
+    config
+        .create_project_bucket(store, &id.to_string())
+        .await
+        .map_err(ProjectError::Bucket)?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cannot create the project's bucket: {0}")]
+    Bucket(#[source] crate::store::StoreError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for ProjectError {
+    fn from(e: sqlx::Error) -> Self {
+        ProjectError::Db(DbError::Query(e))
+    }
+}
+
+/// Creates or updates the pipeline `id` of `project` from a document and
+/// saves it as a new immutable version (an unchanged definition still
+/// gets one: saving is an explicit act). Returns the version.
+pub async fn save_pipeline(
+    pool: &PgPool,
+    project: uuid::Uuid,
+    id: uuid::Uuid,
+    name: &str,
+    version: &str,
+    definition: &serde_json::Value,
+    created_by: Option<uuid::Uuid>,
+) -> Result<SavedVersion, DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO pipelines (id, project_id, name) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+    )
+    .bind(id)
+    .bind(project)
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    let saved = save_pipeline_version(&mut tx, id, version, definition, created_by).await?;
+    tx.commit().await?;
+    Ok(saved)
 }

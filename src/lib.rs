@@ -3,7 +3,8 @@
 //! A pipeline document is validated ([`validate`]) into a [`pipeline::Pipeline`],
 //! planned and run by the [`engine`] against an [`store::ObjectStore`], with a
 //! content [`cache`] and the run [`artifacts`] laid out as the storage spec
-//! says. The queue, API and S3 store build on these seams.
+//! says. The [`queue`] (PostgreSQL, apalis' storage) feeds [`worker`]s that
+//! run the engine for the platform.
 
 pub mod artifacts;
 pub mod cache;
@@ -13,7 +14,9 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod pipeline;
+pub mod queue;
 pub mod store;
 pub mod validate;
+pub mod worker;
 
 pub use mudrock_operators as operators;
