@@ -101,7 +101,26 @@ impl Applied {
 /// Applies every pending migration, mudrock's and the queue storage's.
 pub async fn migrate(pool: &PgPool) -> Result<Applied, DbError> {
     let before = applied(pool, "_sqlx_migrations").await?;
-    MIGRATOR.run(pool).await?;
+    // Roles are cluster-wide: two databases migrating at once (parallel
+    // tests, two deployments on one server) can collide on them with
+    // "tuple concurrently updated". The failed migration was rolled back
+    // as a whole, so running it again is safe.
+    let mut tries = 0;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => break,
+            Err(sqlx::migrate::MigrateError::ExecuteMigration(e, _))
+                if tries < 5
+                    && e.as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|c| c == "XX000" || c == "40001" || c == "40P01") =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let queue_before = applied(pool, "apalis._sqlx_migrations").await?;
     apalis_postgres::PostgresStorage::setup(pool).await?;
     let queue = apalis_postgres::PostgresStorage::migrations()
