@@ -282,7 +282,12 @@ impl Worker {
                     deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(self.wc().heartbeat_ms * u64::from(self.wc().missed_heartbeats.max(1))));
                 }
                 _ = heartbeat.tick() => self.heartbeat().await,
-                _ = poll.tick(), if !stopping => self.claim(&mut jobs).await,
+                _ = poll.tick(), if !stopping => {
+                    if listener.is_none() {
+                        listener = self.listen().await;
+                    }
+                    self.claim(&mut jobs).await;
+                }
                 woke = next_notification(&mut listener), if !stopping => {
                     if !woke { listener = None; }
                     self.claim(&mut jobs).await;
@@ -292,18 +297,22 @@ impl Worker {
                     if !stopping { self.claim(&mut jobs).await; }
                 }
             }
-            if listener.is_none() && !stopping {
-                listener = self.listen().await;
-            }
         }
         tracing::info!(worker = %self.id, "worker stopped");
         Ok(())
     }
 
+    /// LISTENs for new jobs; `None` while the database is away (bounded,
+    /// so an outage does not stall heartbeats and shutdown).
     async fn listen(&self) -> Option<PgListener> {
-        let mut l = PgListener::connect_with(&self.pool).await.ok()?;
-        l.listen("apalis::job::insert").await.ok()?;
-        Some(l)
+        tokio::time::timeout(Duration::from_secs(1), async {
+            let mut l = PgListener::connect_with(&self.pool).await.ok()?;
+            l.listen("apalis::job::insert").await.ok()?;
+            Some(l)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Keeps this worker's lease, takes over dead workers' jobs, refreshes
