@@ -42,7 +42,7 @@ fn normalized() -> Value {
 fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
     let c = normalized();
     let services = c["services"].as_object().unwrap();
-    for s in ["postgres", "minio", "seed", "mudrock"] {
+    for s in ["postgres", "minio", "seed", "migrate", "worker", "example"] {
         assert!(services.contains_key(s), "service {s}");
     }
     assert!(
@@ -50,13 +50,57 @@ fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
         "minio has a health check"
     );
     assert!(c["services"]["postgres"]["healthcheck"]["test"].is_array());
-    let deps = &c["services"]["mudrock"]["depends_on"];
-    assert_eq!(deps["minio"]["condition"], "service_healthy");
-    assert_eq!(deps["postgres"]["condition"], "service_healthy");
-    assert_eq!(deps["seed"]["condition"], "service_completed_successfully");
+    // Migrate once, then the workers (and the example) start.
+    assert_eq!(
+        c["services"]["migrate"]["command"],
+        serde_json::json!(["migrate"])
+    );
+    assert_eq!(
+        c["services"]["migrate"]["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(
+        c["services"]["worker"]["command"],
+        serde_json::json!(["worker"])
+    );
+    for s in ["worker", "example"] {
+        let deps = &c["services"][s]["depends_on"];
+        assert_eq!(
+            deps["migrate"]["condition"], "service_completed_successfully",
+            "{s}"
+        );
+        assert_eq!(deps["minio"]["condition"], "service_healthy", "{s}");
+    }
+    assert_eq!(
+        c["services"]["example"]["depends_on"]["seed"]["condition"],
+        "service_completed_successfully"
+    );
+
+    // The workers get the whole grace period on SIGTERM, and more.
+    let grace = mudrock::worker::WorkerConfig::default().shutdown_grace_seconds;
+    let stop = c["services"]["worker"]["stop_grace_period"]
+        .as_str()
+        .unwrap();
+    assert!(stop.ends_with('s'), "{stop}");
+    let stop: u64 = stop.trim_end_matches('s').parse().unwrap();
+    assert!(stop > grace, "stop_grace_period {stop}s <= grace {grace}s");
+
+    // Every mudrock service has the same environment, with a database.
+    for s in ["migrate", "worker", "example"] {
+        assert_eq!(
+            c["services"][s]["environment"],
+            c["services"]["worker"]["environment"]
+        );
+    }
+    assert!(
+        c["services"]["worker"]["environment"]["DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .contains("@postgres:5432/")
+    );
 
     // The credentials mudrock uses are MinIO's root user.
-    let env = c["services"]["mudrock"]["environment"]
+    let env = c["services"]["worker"]["environment"]
         .as_object()
         .unwrap()
         .clone();

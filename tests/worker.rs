@@ -801,3 +801,45 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
         .unwrap();
     assert_eq!(job, "Done");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_project_whose_bucket_cannot_be_made_is_not_created(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let pool = setup(&opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+    let broken = HookedStore::failing(local.clone(), |op, _| op == "create_bucket");
+    let err = mudrock::db::create_project(
+        &pool,
+        &cfg,
+        &broken,
+        "p",
+        OWNER.parse().unwrap(),
+        &json!({}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot create the project's bucket: storage temporarily unavailable: injected"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no project without its bucket");
+    // Idempotent: an existing bucket is fine.
+    let p = project(&pool, &cfg, local.as_ref(), None).await;
+    local.create_bucket(&p.bucket).await.unwrap();
+    assert!(dir.path().join(&p.bucket).is_dir());
+    let owner: String =
+        sqlx::query_scalar("SELECT role::text FROM project_permissions WHERE project_id = $1")
+            .bind(p.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(owner, "owner", "the creator becomes owner");
+}
