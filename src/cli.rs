@@ -201,6 +201,16 @@ pub struct PlanArgs {
 
 /// Entry point of the binary; returns the exit code.
 pub fn main() -> i32 {
+    // Long chains of fused nodes make deep lazy plans, and Polars' planner
+    // recurses over them on tokio's blocking threads and its own pool,
+    // whose default 2 MiB stacks a 40-node chain overflowed (a debug build
+    // crashed). 64 MiB is reserved address space, not memory. Set before
+    // any thread exists; a user's own RUST_MIN_STACK wins.
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: no other thread runs yet, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("RUST_MIN_STACK", (64usize << 20).to_string()) };
+    }
     let cli = Cli::parse();
     init_tracing();
     let config = match Config::load(cli.config.as_deref()) {

@@ -175,3 +175,38 @@ fn plan_prints_order_cache_and_output_schemas() {
         .collect();
     assert_eq!(cols, ["region", "month", "revenue", "orders"]);
 }
+
+#[test]
+fn a_long_chain_of_fused_nodes_runs() {
+    // 80 derives fused into one lazy plan: deep enough to overflow the
+    // default 2 MiB thread stacks of a debug build before the binary
+    // raised them.
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("mudrock-data/project-local/shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("t.csv"), "x,y\n1,a\n2,b\n").unwrap();
+    let mut nodes = vec![
+        serde_json::json!({"id": "src", "nodeType": "ingestion", "config": {"source": "shared/t.csv"}}),
+    ];
+    let mut prev = "src".to_string();
+    for i in 0..80 {
+        let id = format!("d{i}");
+        nodes.push(serde_json::json!({"id": id, "nodeType": "operator",
+            "config": {"operator": "derive", "columns": [{"name": "x", "expr": "x + 1"}]},
+            "dependencies": [prev]}));
+        prev = id;
+    }
+    nodes.push(serde_json::json!({"id": "out", "nodeType": "output", "config": {}, "dependencies": [prev]}));
+    let doc = serde_json::json!({"id": "long", "name": "long", "nodes": nodes});
+    std::fs::write(dir.path().join("long.json"), doc.to_string()).unwrap();
+    let out = mudrock(&["run", "long.json", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = meta["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeId"] == "out")
+        .unwrap();
+    assert_eq!(last["rows"], 2);
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""mudrock against the raw-Polars floor, whole process, wall time.
+
+    python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40]
+
+Builds the release binaries (`mudrock`, and `floor-polars` from
+benches/floor/: the same pipelines as one hand-written lazy plan each, same
+Polars version and features, same Parquet outputs), generates seeded data
+at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
+products; kept in --work for later runs), then per pipeline:
+
+- cold: `mudrock run` on a fresh store (inputs hard-linked in, so there is
+  no cache and no source-hash index) against `floor-polars run`, alternating
+  which goes first (A/B, B/A, ...), --reps times each; medians and ratio;
+- cached: `mudrock run` again on a store where the pipeline already ran
+  (every node a cache hit), --reps times; median and its ratio to the
+  floor's cold median.
+
+Peak RSS of each process comes from wait4(2). Prints a table; --json FILE
+also writes the figures.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINES = ROOT / "benches" / "floor" / "pipelines"
+
+
+def timed(cmd, env=None):
+    """Runs cmd; returns (seconds, peak RSS MiB). Fails loudly."""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - start
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"floor.py: {' '.join(map(str, cmd))} exited {code}:\n{err}")
+    return secs, usage.ru_maxrss / 1024.0
+
+
+def fresh_store(work, data, name):
+    store = work / f"store-{name}"
+    shutil.rmtree(store, ignore_errors=True)
+    shared = store / "project-local" / "shared" / "floor"
+    shared.mkdir(parents=True)
+    for f in data.glob("*.csv"):
+        os.link(f, shared / f.name)
+    return store
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sf", type=float, default=1.0)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pipelines", default="chain,joins,fanout,chain40")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
+    if not a.no_build:
+        env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
+        subprocess.run(
+            ["cargo", "build", "--release", "--quiet", "--bin", "mudrock", "--bin", "floor-polars"],
+            cwd=ROOT, env=env, check=True,
+        )
+    mudrock = target / "release" / "mudrock"
+    floor = target / "release" / "floor-polars"
+
+    a.work.mkdir(parents=True, exist_ok=True)
+    sf_name = f"{a.sf:g}"
+    data = a.work / f"data-sf{sf_name}"
+    if not (data / "orders.csv").exists():
+        print(f"generating SF={sf_name} data in {data}", file=sys.stderr)
+        subprocess.run([floor, "gen", sf_name, data], check=True)
+    size = sum(f.stat().st_size for f in data.glob("*.csv"))
+    print(f"SF={sf_name}: {size / 2**20:.0f} MiB of CSV, {a.reps} reps, "
+          f"{os.cpu_count()} cores", file=sys.stderr)
+
+    env = dict(os.environ, RUST_LOG="error")
+    results = []
+    for name in a.pipelines.split(","):
+        doc = PIPELINES / f"{name}.json"
+        cold, floor_t, cached = [], [], []
+        rss_m, rss_f, rss_c = 0.0, 0.0, 0.0
+        for rep in range(a.reps):
+            def run_mudrock():
+                store = fresh_store(a.work, data, "cold")
+                t, r = timed([mudrock, "run", "--store", store, doc], env)
+                shutil.rmtree(store)
+                return t, r
+
+            def run_floor():
+                out = a.work / "floor-out"
+                shutil.rmtree(out, ignore_errors=True)
+                return timed([floor, "run", name, data, out], env)
+
+            order = [("m", run_mudrock), ("f", run_floor)]
+            if rep % 2:
+                order.reverse()
+            for who, fn in order:
+                t, r = fn()
+                if who == "m":
+                    cold.append(t)
+                    rss_m = max(rss_m, r)
+                else:
+                    floor_t.append(t)
+                    rss_f = max(rss_f, r)
+        store = fresh_store(a.work, data, "cached")
+        timed([mudrock, "run", "--store", store, doc], env)
+        for _ in range(a.reps):
+            t, r = timed([mudrock, "run", "--store", store, doc], env)
+            cached.append(t)
+            rss_c = max(rss_c, r)
+        shutil.rmtree(store)
+        res = {
+            "pipeline": name,
+            "sf": a.sf,
+            "floor_s": statistics.median(floor_t),
+            "mudrock_cold_s": statistics.median(cold),
+            "mudrock_cached_s": statistics.median(cached),
+            "peak_rss_mib": {"floor": rss_f, "mudrock_cold": rss_m, "mudrock_cached": rss_c},
+            "all": {"floor": floor_t, "cold": cold, "cached": cached},
+        }
+        res["cold_ratio"] = res["mudrock_cold_s"] / res["floor_s"]
+        res["cached_ratio"] = res["mudrock_cached_s"] / res["floor_s"]
+        results.append(res)
+        print(f"{name:8} floor {res['floor_s']*1000:8.0f} ms | mudrock cold {res['mudrock_cold_s']*1000:8.0f} ms "
+              f"({res['cold_ratio']:.2f}x) | cached {res['mudrock_cached_s']*1000:6.0f} ms "
+              f"({res['cached_ratio']:.3f}x) | peak RSS MiB floor {rss_f:.0f}, mudrock {rss_m:.0f}",
+              flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

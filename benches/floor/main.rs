@@ -1,0 +1,258 @@
+//! The raw-Polars floor for `benches/floor.py`: the benchmark pipelines
+//! written by hand as one lazy plan each with the same Polars (version and
+//! features) as mudrock, writing the same Parquet outputs (zstd, parallel
+//! writer), and the seeded data generator.
+//!
+//!     floor-polars gen SF DIR            # orders (2 M × SF), customers, products
+//!     floor-polars run PIPELINE DATA OUT # chain | joins | fanout | chain40
+//!     floor-polars same A.parquet B.parquet  # same columns, types and rows?
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let r = match args.get(1).map(String::as_str) {
+        Some("gen") if args.len() == 4 => generate(
+            args[2].parse().expect("SF is a number"),
+            Path::new(&args[3]),
+        ),
+        Some("run") if args.len() == 5 => run(&args[2], Path::new(&args[3]), Path::new(&args[4])),
+        Some("same") if args.len() == 4 => same(Path::new(&args[2]), Path::new(&args[3])),
+        _ => {
+            eprintln!(
+                "usage: floor-polars gen SF DIR | run PIPELINE DATA OUT | same A.parquet B.parquet"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// xorshift64*: seeded, identical on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const STATUSES: [&str; 5] = ["completed", "shipped", "pending", "cancelled", "returned"];
+const REGIONS: [&str; 8] = [
+    "north", "south", "east", "west", "central", "coast", "hills", "plains",
+];
+const SEGMENTS: [&str; 4] = ["consumer", "smb", "enterprise", "public"];
+
+fn generate(sf: f64, dir: &Path) -> PolarsResult<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let orders = (2_000_000.0 * sf) as usize;
+    let customers = ((50_000.0 * sf) as usize).max(100);
+    let products = 10_000usize;
+
+    let mut o = df! {
+        "order_id" => (0..orders as i64).collect::<Vec<_>>(),
+        "customer_id" => (0..orders).map(|_| rng.below(customers as u64) as i64).collect::<Vec<_>>(),
+        "product_id" => (0..orders).map(|_| rng.below(products as u64) as i64).collect::<Vec<_>>(),
+        "quantity" => (0..orders).map(|_| 1 + rng.below(10) as i64).collect::<Vec<_>>(),
+        "discount" => (0..orders).map(|_| rng.below(31) as f64 / 100.0).collect::<Vec<_>>(),
+        "status" => (0..orders).map(|_| STATUSES[rng.below(5) as usize]).collect::<Vec<_>>(),
+    }?;
+    let mut c = df! {
+        "customer_id" => (0..customers as i64).collect::<Vec<_>>(),
+        "name" => (0..customers).map(|i| format!("customer {i}")).collect::<Vec<_>>(),
+        "region" => (0..customers).map(|_| REGIONS[rng.below(8) as usize]).collect::<Vec<_>>(),
+        "segment" => (0..customers).map(|_| SEGMENTS[rng.below(4) as usize]).collect::<Vec<_>>(),
+    }?;
+    let mut p = df! {
+        "product_id" => (0..products as i64).collect::<Vec<_>>(),
+        "category" => (0..products).map(|i| format!("category {}", i % 20)).collect::<Vec<_>>(),
+        "unit_price" => (0..products).map(|_| (100 + rng.below(50_000)) as f64 / 100.0).collect::<Vec<_>>(),
+    }?;
+    for (name, df) in [
+        ("orders", &mut o),
+        ("customers", &mut c),
+        ("products", &mut p),
+    ] {
+        let f = std::fs::File::create(dir.join(format!("{name}.csv")))?;
+        CsvWriter::new(f).finish(df)?;
+    }
+    Ok(())
+}
+
+/// Whether two Parquet files hold the same table (floats to 1e-9
+/// relative: summation order may differ between plans).
+fn same(a: &Path, b: &Path) -> PolarsResult<()> {
+    let read = |p: &Path| ParquetReader::new(std::fs::File::open(p)?).finish();
+    let (x, y) = (read(a)?, read(b)?);
+    if x.schema() != y.schema() {
+        return Err(PolarsError::ComputeError(
+            format!("schemas differ:\n{:?}\n{:?}", x.schema(), y.schema()).into(),
+        ));
+    }
+    if x.height() != y.height() {
+        return Err(PolarsError::ComputeError(
+            format!("{} rows vs {}", x.height(), y.height()).into(),
+        ));
+    }
+    for (cx, cy) in x.columns().iter().zip(y.columns()) {
+        let ok = if cx.dtype().is_float() {
+            let (fx, fy) = (cx.cast(&DataType::Float64)?, cy.cast(&DataType::Float64)?);
+            fx.f64()?
+                .iter()
+                .zip(fy.f64()?.iter())
+                .all(|(p, q)| match (p, q) {
+                    (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(1.0),
+                    (None, None) => true,
+                    _ => false,
+                })
+        } else {
+            cx.as_materialized_series()
+                .equals_missing(cy.as_materialized_series())
+        };
+        if !ok {
+            return Err(PolarsError::ComputeError(
+                format!("column {} differs", cx.name()).into(),
+            ));
+        }
+    }
+    println!("same: {} rows × {} columns", x.height(), x.width());
+    Ok(())
+}
+
+fn scan(data: &Path, name: &str) -> PolarsResult<LazyFrame> {
+    let path = data.join(format!("{name}.csv"));
+    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+        .with_has_header(true)
+        .finish()
+}
+
+fn write(out: &Path, name: &str, mut df: DataFrame) -> PolarsResult<()> {
+    std::fs::create_dir_all(out)?;
+    let path: PathBuf = out.join(format!("{name}.parquet"));
+    ParquetWriter::new(std::fs::File::create(path)?)
+        .with_compression(ParquetCompression::Zstd(None))
+        .set_parallel(true)
+        .finish(&mut df)?;
+    Ok(())
+}
+
+fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
+    match pipeline {
+        // csv → filter → derive → aggregate → sort
+        "chain" => {
+            let df = scan(data, "orders")?
+                .filter(
+                    col("status")
+                        .neq(lit("cancelled"))
+                        .and(col("quantity").gt(lit(1))),
+                )
+                .with_column((col("quantity") * (lit(1) - col("discount"))).alias("units"))
+                .group_by([col("customer_id")])
+                .agg([col("units").sum(), len().alias("orders")])
+                .sort_by_exprs(
+                    [col("units"), col("customer_id")],
+                    SortMultipleOptions::default().with_order_descending_multi([true, false]),
+                )
+                .collect()?;
+            write(out, "out", df)
+        }
+        // orders ⋈ products ⋈ customers → aggregate → top 10
+        "joins" => {
+            let df = scan(data, "orders")?
+                .join(
+                    scan(data, "products")?,
+                    [col("product_id")],
+                    [col("product_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .with_column(
+                    (col("quantity") * col("unit_price") * (lit(1) - col("discount")))
+                        .alias("revenue"),
+                )
+                .join(
+                    scan(data, "customers")?,
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .group_by([col("region"), col("category")])
+                .agg([col("revenue").sum(), len().alias("orders")])
+                .sort_by_exprs(
+                    [col("revenue"), col("region"), col("category")],
+                    SortMultipleOptions::default()
+                        .with_order_descending_multi([true, false, false]),
+                )
+                .limit(10)
+                .collect()?;
+            write(out, "top", df)
+        }
+        // one source into four aggregations
+        "fanout" => {
+            let orders = scan(data, "orders")?.collect()?;
+            let plans = [
+                (
+                    "by_status",
+                    orders
+                        .clone()
+                        .lazy()
+                        .group_by([col("status")])
+                        .agg([col("quantity").sum()])
+                        .sort(["status"], Default::default()),
+                ),
+                (
+                    "by_product",
+                    orders
+                        .clone()
+                        .lazy()
+                        .group_by([col("product_id")])
+                        .agg([col("quantity").sum(), len().alias("orders")])
+                        .sort(["product_id"], Default::default()),
+                ),
+                (
+                    "by_customer",
+                    orders
+                        .clone()
+                        .lazy()
+                        .group_by([col("customer_id")])
+                        .agg([col("discount").mean()])
+                        .sort(["customer_id"], Default::default()),
+                ),
+                (
+                    "by_quantity",
+                    orders
+                        .lazy()
+                        .group_by([col("quantity")])
+                        .agg([len().alias("orders")])
+                        .sort(["quantity"], Default::default()),
+                ),
+            ];
+            for (name, lf) in plans {
+                write(out, name, lf.collect()?)?;
+            }
+            Ok(())
+        }
+        // 40 trivial derives
+        "chain40" => {
+            let mut lf = scan(data, "orders")?;
+            for _ in 0..40 {
+                lf = lf.with_column((col("discount") + lit(0.001)).alias("discount"));
+            }
+            write(out, "out", lf.collect()?)
+        }
+        other => Err(PolarsError::ComputeError(
+            format!("unknown pipeline {other}").into(),
+        )),
+    }
+}
