@@ -369,7 +369,7 @@ impl Worker {
     }
 
     async fn claim(&self, jobs: &mut JoinSet<()>) {
-        let free = self.wc().concurrency.saturating_sub(jobs.len());
+        let free = self.wc().concurrency.max(1).saturating_sub(jobs.len());
         if free == 0 {
             return;
         }
@@ -582,6 +582,13 @@ impl Worker {
                 Ok(r) => {
                     if held.release.load(Ordering::SeqCst) && r.meta.status == RunStatus::Cancelled
                     {
+                        // The engine committed a `cancelled` run; the run
+                        // is not over, so its folder must not look done.
+                        let marker = format!("{}metadata.json", r.run_prefix);
+                        let bucket = self.config.bucket(Some(&row.project_id.to_string()));
+                        if let Err(e) = self.engine.store().delete(&bucket, &marker).await {
+                            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot remove the commit marker of a handed-back run");
+                        }
                         return self.release(run_id, attempt).await;
                     }
                     return self

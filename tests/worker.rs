@@ -635,6 +635,11 @@ async fn shutdown_hands_unfinished_runs_back(_p: PgPoolOptions, opts: PgConnectO
         (row.status.as_str(), row.worker_id.as_deref()),
         ("queued", None)
     );
+    let marker = dir
+        .path()
+        .join(&p.bucket)
+        .join(format!("pipelines/{pl}/runs/{run}/metadata.json"));
+    assert!(!marker.exists(), "a handed-back run must not look finished");
     let job: String = sqlx::query_scalar("SELECT status FROM apalis.jobs")
         .fetch_one(&pool)
         .await
