@@ -367,3 +367,26 @@ fn common_definition() -> serde_json::Value {
         {"id": "out", "nodeType": "output", "config": {}, "dependencies": ["orders"]}
     ], "edges": []})
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_queue_tables_are_closed_to_api_callers(pool: PgPool) {
+    // apalis' tables hold no user-facing data and have no policies: callers
+    // inside RLS (anon, authenticated) cannot reach the schema at all; only
+    // the worker's service connection uses it.
+    mudrock::db::migrate(&pool).await.unwrap();
+    for role in ["authenticated", "anon"] {
+        for table in ["apalis.jobs", "apalis.workers"] {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(sql(format!("SET LOCAL ROLE {role}")))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let err = sqlx::query(sql(format!("SELECT count(*) FROM {table}")))
+                .execute(&mut *tx)
+                .await
+                .unwrap_err();
+            let code = err.as_database_error().and_then(|d| d.code()).unwrap();
+            assert_eq!(code, "42501", "{role} on {table}: {err}");
+        }
+    }
+}
