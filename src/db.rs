@@ -107,7 +107,11 @@ pub async fn migrate(pool: &PgPool) -> Result<Applied, DbError> {
     // as a whole, so running it again is safe.
     let mut tries = 0;
     loop {
-        match MIGRATOR.run(pool).await {
+        // A connection of its own, closed after a failure: sqlx's migrator
+        // holds a session advisory lock that a failed run does not release,
+        // and a pooled connection would keep it (and block the retry).
+        let mut conn = pool.acquire().await?.detach();
+        match MIGRATOR.run(&mut conn).await {
             Ok(()) => break,
             Err(sqlx::migrate::MigrateError::ExecuteMigration(e, _))
                 if tries < 5

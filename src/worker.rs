@@ -405,21 +405,8 @@ impl Worker {
                 return;
             }
         };
-        let ids = [job_id.clone()];
-        let ids = &ids;
         let job_ref = job_id.as_str();
-        if let Err(e) = self
-            .db("lock job", || async move {
-                let mut conn = self.pool.acquire().await?;
-                apalis_postgres::queries::lock_tasks(&mut *conn, &ids[..], &self.id).await?;
-                Ok(())
-            })
-            .await
-        {
-            tracing::warn!(worker = %self.id, job_id, error = %e, "cannot lock the job; its lease will expire");
-            return;
-        }
-        let outcome = self.execute(job.run_id).await;
+        let outcome = self.execute(job.run_id, &job_id).await;
         match outcome {
             JobOutcome::Done { ok, message } => self.complete_job(&job_id, ok, message).await,
             JobOutcome::Release => {
@@ -496,8 +483,11 @@ impl Worker {
     }
 
     /// Claims the run row and executes it; retries transient failures.
-    async fn execute(&self, run_id: Uuid) -> JobOutcome {
-        let start = match self.db("start run", || self.start_run(run_id)).await {
+    async fn execute(&self, run_id: Uuid, job_id: &str) -> JobOutcome {
+        let start = match self
+            .db("start run", || self.start_run(run_id, job_id))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot start the run; its lease will expire");
@@ -534,25 +524,6 @@ impl Worker {
                         .await;
                 }
             };
-        let node_ids: Vec<String> = pipeline.nodes.iter().map(|n| n.id.clone()).collect();
-        let node_ids = &node_ids;
-        if let Err(e) = self
-            .db("node states", || async move {
-                sqlx::query(
-                    "INSERT INTO node_runs (run_id, node_id) SELECT $1, unnest($2::text[])
-                     ON CONFLICT (run_id, node_id) DO NOTHING",
-                )
-                .bind(run_id)
-                .bind(node_ids)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            })
-            .await
-        {
-            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot write node states");
-        }
-
         let held = Held::default();
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
@@ -631,8 +602,13 @@ impl Worker {
 
     /// Moves the run to `running` with the next attempt, unless it is
     /// finished, cancelled, or its project is at `maxConcurrentRuns`.
-    async fn start_run(&self, run_id: Uuid) -> Result<Start, DbError> {
+    async fn start_run(&self, run_id: Uuid, job_id: &str) -> Result<Start, DbError> {
+        // Timestamps below use clock_timestamp(), not now(): now() is when
+        // this transaction began, possibly before it waited for the project
+        // lock, which would date a start before the previous run's end.
         let mut tx = self.pool.begin().await?;
+        // The job: Queued (claimed) → Running, in the same commit.
+        apalis_postgres::queries::lock_tasks(&mut *tx, &[job_id.to_string()], &self.id).await?;
         // Locking the project row serialises run starts within a project,
         // so two workers cannot both take the last free slot.
         let row: Option<RunStartRow> = sqlx::query_as(
@@ -657,7 +633,7 @@ impl Worker {
         }
         if row.cancel_requested {
             sqlx::query(
-                "UPDATE pipeline_runs SET status = 'cancelled', finished_at = greatest(now(), started_at)
+                "UPDATE pipeline_runs SET status = 'cancelled', finished_at = greatest(clock_timestamp(), started_at)
                  WHERE id = $1",
             )
             .bind(run_id)
@@ -682,7 +658,7 @@ impl Worker {
         }
         let attempt: i32 = sqlx::query_scalar(
             "UPDATE pipeline_runs SET status = 'running', attempt = attempt + 1,
-                    started_at = coalesce(started_at, now()), heartbeat_at = now(),
+                    started_at = coalesce(started_at, clock_timestamp()), heartbeat_at = now(),
                     worker_id = $2, error = NULL
              WHERE id = $1 RETURNING attempt",
         )
@@ -697,6 +673,19 @@ impl Worker {
              WHERE run_id = $1",
         )
         .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        // A row per node from the start, so a client sees the whole run.
+        let node_ids: Vec<&str> = row.definition["nodes"]
+            .as_array()
+            .map(|ns| ns.iter().filter_map(|n| n["id"].as_str()).collect())
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO node_runs (run_id, node_id) SELECT $1, unnest($2::text[])
+             ON CONFLICT (run_id, node_id) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(&node_ids)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -746,7 +735,7 @@ impl Worker {
             .db_forever("finish run", || async move {
                 let n = sqlx::query(
                     "UPDATE pipeline_runs SET status = $4::run_status, error = $5,
-                            finished_at = greatest(now(), started_at), heartbeat_at = now()
+                            finished_at = greatest(clock_timestamp(), started_at), heartbeat_at = now()
                      WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'",
                 )
                 .bind(run_id)
@@ -808,56 +797,72 @@ impl Worker {
     /// is skipped; the run's final status does not depend on it.
     async fn write_nodes(self, run_id: Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
         let w = &self;
-        while let Some(ev) = rx.recv().await {
-            let r = match &ev {
-                Event::NodeStarted { node_id } => {
-                    w.db("node started", || async move {
-                        sqlx::query(
-                            "UPDATE node_runs SET status = 'running', started_at = now()
-                             WHERE run_id = $1 AND node_id = $2",
-                        )
-                        .bind(run_id)
-                        .bind(node_id)
-                        .execute(&w.pool)
-                        .await?;
-                        Ok(())
-                    })
-                    .await
-                }
-                Event::NodeFinished(rec) => {
-                    let reason = match (rec.status, &rec.reason) {
-                        (NodeStatus::Skipped, None) => Some("skipped".to_string()),
-                        (_, r) => r.clone(),
-                    };
-                    let reason = &reason;
-                    w.db("node finished", || async move {
-                        sqlx::query(
-                            "UPDATE node_runs SET status = $3::node_status, reason = $4, cache_key = $5,
-                                    cache_hit = $6, rows = $7, bytes = $8, error = $9,
-                                    started_at = coalesce(started_at, now()), finished_at = now()
-                             WHERE run_id = $1 AND node_id = $2",
-                        )
-                        .bind(run_id)
-                        .bind(&rec.node_id)
-                        .bind(rec.status.name())
-                        .bind(reason)
-                        .bind(&rec.cache_key)
-                        .bind(rec.cache_hit)
-                        .bind(rec.rows.map(|v| v as i64))
-                        .bind(rec.bytes.map(|v| v as i64))
-                        .bind(&rec.error)
-                        .execute(&w.pool)
-                        .await?;
-                        Ok(())
-                    })
-                    .await
-                }
-            };
+        while let Some(first) = rx.recv().await {
+            // Whatever else has arrived goes in the same transaction: one
+            // commit for a burst of node events instead of one each.
+            let mut batch = vec![first];
+            while let Ok(ev) = rx.try_recv() {
+                batch.push(ev);
+            }
+            let batch = &batch;
+            let r = w
+                .db("node states", || async move {
+                    let mut tx = w.pool.begin().await?;
+                    for ev in batch {
+                        write_node_event(&mut tx, run_id, ev).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await;
             if let Err(e) = r {
-                tracing::warn!(worker = %w.id, run_id = %run_id, error = %e, "cannot write a node state");
+                tracing::warn!(worker = %w.id, run_id = %run_id, events = batch.len(), error = %e, "cannot write node states");
             }
         }
     }
+}
+
+async fn write_node_event(
+    conn: &mut sqlx::PgConnection,
+    run_id: Uuid,
+    ev: &Event,
+) -> Result<(), DbError> {
+    match ev {
+        Event::NodeStarted { node_id } => {
+            sqlx::query(
+                "UPDATE node_runs SET status = 'running', started_at = clock_timestamp()
+                 WHERE run_id = $1 AND node_id = $2",
+            )
+            .bind(run_id)
+            .bind(node_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::NodeFinished(rec) => {
+            let reason = match (rec.status, &rec.reason) {
+                (NodeStatus::Skipped, None) => Some("skipped".to_string()),
+                (_, r) => r.clone(),
+            };
+            sqlx::query(
+                "UPDATE node_runs SET status = $3::node_status, reason = $4, cache_key = $5,
+                        cache_hit = $6, rows = $7, bytes = $8, error = $9,
+                        started_at = coalesce(started_at, clock_timestamp()), finished_at = clock_timestamp()
+                 WHERE run_id = $1 AND node_id = $2",
+            )
+            .bind(run_id)
+            .bind(&rec.node_id)
+            .bind(rec.status.name())
+            .bind(reason)
+            .bind(&rec.cache_key)
+            .bind(rec.cache_hit)
+            .bind(rec.rows.map(|v| v as i64))
+            .bind(rec.bytes.map(|v| v as i64))
+            .bind(&rec.error)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a run from the held set when its task ends, however it ends.
