@@ -72,7 +72,7 @@ def main():
     if not a.no_build:
         env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
         subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "--bin", "mudrock", "--bin", "floor-polars"],
+            ["cargo", "build", "--release", "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
             cwd=ROOT, env=env, check=True,
         )
     mudrock = target / "release" / "mudrock"

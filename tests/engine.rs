@@ -1043,3 +1043,69 @@ async fn unknown_columns_are_found_at_plan_time_with_their_field() {
     );
     assert_eq!(node(&r.meta, "f").reason.as_deref(), Some("config"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_intermediate_checkpoint_is_written_behind_and_its_failure_costs_only_the_entry() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    // `mid` feeds two outputs: a checkpoint whose cache entry is written in
+    // the background while the outputs are computed from memory.
+    let d = doc(
+        "behind",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "mid",
+                json!({"operator": "derive", "columns": [{"name": "y", "expr": "x * 2"}]}),
+                &["a"],
+            ),
+            op(
+                "f",
+                json!({"operator": "filter", "predicate": "y > 2"}),
+                &["mid"],
+            ),
+            output("o1", "mid"),
+            output("o2", "f"),
+        ],
+        vec![],
+    );
+    let (p, _) = mudrock::validate::validate(d.clone(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let plan = mudrock::engine::plan::plan(env.store.as_ref(), p.clone(), &RunOptions::local(&p))
+        .await
+        .unwrap();
+    let mid_key = plan
+        .order
+        .iter()
+        .find(|n| n.node_id == "mid")
+        .and_then(|n| n.cache_key.clone())
+        .unwrap();
+    // Every write of mid's entry fails.
+    let k = mid_key.clone();
+    let failing = Engine::new(Arc::new(HookedStore::failing(
+        env.store.clone(),
+        move |op, key| op != "head" && op != "get" && key.contains(&k),
+    )));
+    let r = failing.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    assert_eq!(node(&r.meta, "mid").status, NodeStatus::Succeeded);
+    assert_eq!(node(&r.meta, "mid").bytes, None, "no entry written");
+    assert_eq!(node(&r.meta, "o2").rows, Some(2));
+    assert!(
+        env.files("pipelines/behind/cache/")
+            .iter()
+            .all(|f| !f.contains(&mid_key)),
+        "no partial entry"
+    );
+    // With a healthy store the entry is there once the run has committed,
+    // and the next run serves mid from it.
+    let r = env.run(&d).await;
+    assert_eq!(r.meta.status, RunStatus::Succeeded);
+    assert!(node(&r.meta, "mid").bytes.is_some());
+    assert!(
+        env.files("pipelines/behind/cache/")
+            .contains(&format!("pipelines/behind/cache/{mid_key}/metadata.json"))
+    );
+    let r = env.run(&d).await;
+    assert!(node(&r.meta, "mid").cache_hit);
+}

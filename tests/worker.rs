@@ -59,6 +59,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.worker.retry.budget_ms = 20_000;
     c.worker.defer_ms = 100;
     c.worker.shutdown_grace_seconds = 30;
+    c.engine.concurrency = 1;
     c
 }
 
@@ -193,7 +194,9 @@ fn small_csv() -> Vec<u8> {
     s.into_bytes()
 }
 
-/// source → filter → aggregate → output, each operator materialised.
+/// source → filter (a checkpoint) → two branches, aggregate → `out` and
+/// count → `out2`. With engine concurrency 1 the branches run one after
+/// the other, so a run held at its first output still has nodes to come.
 fn small_pipeline() -> Value {
     json!({
         "id": "small", "name": "small",
@@ -203,7 +206,10 @@ fn small_pipeline() -> Value {
              "dependencies": ["src"], "execution": {"cache": true}},
             {"id": "agg", "nodeType": "operator", "config": {"operator": "aggregate", "by": ["region"],
              "aggregations": [{"name": "total", "expr": "sum(amount)"}]}, "dependencies": ["big"]},
-            {"id": "out", "nodeType": "output", "config": {"format": "parquet"}, "dependencies": ["agg"]}
+            {"id": "out", "nodeType": "output", "config": {"format": "parquet"}, "dependencies": ["agg"]},
+            {"id": "cnt", "nodeType": "operator", "config": {"operator": "aggregate",
+             "aggregations": [{"name": "n", "expr": "count(*)"}]}, "dependencies": ["big"]},
+            {"id": "out2", "nodeType": "output", "config": {"format": "parquet"}, "dependencies": ["cnt"]}
         ],
         "edges": []
     })
@@ -341,7 +347,9 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
         [
             ("agg", "succeeded"),
             ("big", "succeeded"),
+            ("cnt", "succeeded"),
             ("out", "succeeded"),
+            ("out2", "succeeded"),
             ("src", "succeeded")
         ]
     );
@@ -490,16 +498,15 @@ async fn a_lasting_storage_failure_fails_after_max_attempts(
     );
 }
 
-/// A store hook that blocks runs at their first checkpoint write (the
-/// `big` node's cache entry: mid-run, nodes still to come) until the test
-/// lets them go.
+/// A store hook that blocks runs at their first output write (mid-run:
+/// the other branch is still to come) until the test lets them go.
 fn gate(local: Arc<dyn ObjectStore>) -> (Arc<dyn ObjectStore>, Arc<AtomicBool>, Arc<AtomicBool>) {
     let reached = Arc::new(AtomicBool::new(false));
     let go = Arc::new(AtomicBool::new(false));
     let (r, g) = (reached.clone(), go.clone());
     let mut h = HookedStore::new(local);
     h.before = Box::new(move |_op, key| {
-        if key.contains("/cache/") && key.ends_with("data.parquet") {
+        if key.contains("/runs/") && key.ends_with("data.parquet") {
             r.store(true, Ordering::SeqCst);
             while !g.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(10));
@@ -721,24 +728,29 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     let db = url(&opts);
 
     let mut first = spawn_worker(&db, dir.path(), "doomed");
-    // Kill it once some, not all, nodes are done.
+    // Kill it once some, not all, checkpoints are committed to the cache
+    // (entries are written behind the computation; metadata.json last).
+    let cache_dir = dir
+        .path()
+        .join(&p.bucket)
+        .join(format!("pipelines/{pl}/cache"));
     let start = Instant::now();
     let done_before_kill = loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM node_runs WHERE run_id = $1 AND status IN ('succeeded', 'cached')",
-        )
-        .bind(run)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if done >= 3 {
-            break done;
+        let entries = std::fs::read_dir(&cache_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().join("metadata.json").exists())
+                    .count()
+            })
+            .unwrap_or(0);
+        if entries >= 3 {
+            break entries;
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "the run did not progress"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
@@ -746,7 +758,7 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     assert_eq!(
         (row.status.as_str(), row.attempt, row.worker_id.as_deref()),
         ("running", 1, Some("doomed")),
-        "killed mid-run (after {done_before_kill} nodes)"
+        "killed mid-run (after {done_before_kill} checkpoints)"
     );
     let run_dir = dir
         .path()

@@ -167,6 +167,11 @@ struct Ctx {
     scratch: PathBuf,
     run_prefix: String,
     computed: AtomicBool,
+    /// Cache writes of intermediate checkpoints, off the critical path:
+    /// downstream units go on with the frame in memory; the run waits for
+    /// these before its commit marker. Each yields (node, bytes) when the
+    /// entry was written.
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<Option<(usize, u64)>>>>,
 }
 
 /// What one finished node hands on.
@@ -242,9 +247,19 @@ impl Engine {
             scratch: scratch.path().to_path_buf(),
             run_prefix: run_prefix.clone(),
             computed: AtomicBool::new(false),
+            background: Default::default(),
         });
 
-        let finished = schedule(ctx.clone()).await?;
+        let finished = schedule(ctx.clone()).await;
+        // Also on error: scratch files must outlive the writes using them.
+        let pending: Vec<_> = std::mem::take(&mut *ctx.background.lock().unwrap());
+        let mut bytes_written = HashMap::new();
+        for h in pending {
+            if let Ok(Some((node, bytes))) = h.await {
+                bytes_written.insert(node, bytes);
+            }
+        }
+        let finished = finished?;
 
         // Assemble records in document order.
         let n = pipeline.nodes.len();
@@ -253,7 +268,10 @@ impl Engine {
         let mut by_node: HashMap<usize, Finished> = HashMap::new();
         for outcome in finished {
             outputs.extend(outcome.outputs);
-            for (i, f) in outcome.nodes {
+            for (i, mut f) in outcome.nodes {
+                if let Some(b) = bytes_written.get(&i) {
+                    f.record.bytes = Some(*b);
+                }
                 by_node.insert(i, f);
             }
         }
@@ -852,8 +870,11 @@ async fn run_unit_once(
 
     // 4. Build and collect, off the async threads.
     ctx.computed.store(true, Ordering::SeqCst);
-    let write_parquet =
-        root_runs && (ctx.cacheable(root) || matches!(p.nodes[root].kind, NodeKind::Output(_)));
+    let is_output = matches!(p.nodes[root].kind, NodeKind::Output(_));
+    // Outputs are the run's result: written before the unit counts as done.
+    // An intermediate checkpoint's cache entry is written in the background.
+    let write_parquet = root_runs && is_output;
+    let write_behind = root_runs && !is_output && ctx.cacheable(root);
     let job = {
         let ctx = ctx.clone();
         let running = running.clone();
@@ -917,6 +938,14 @@ async fn run_unit_once(
             }
         }
         results.push((m, f));
+    }
+    if write_behind && let Some(df) = &computed.df {
+        let ok = results
+            .iter()
+            .any(|(m, f)| *m == root && f.record.status.has_data());
+        if ok {
+            write_behind_entry(ctx, root, df.clone(), computed.conditions.clone());
+        }
     }
     if let (Some(df), Some(written)) = (&computed.df, &computed.written) {
         match persist(ctx, root, df.height() as u64, written, &computed.conditions).await {
@@ -1428,6 +1457,52 @@ fn storage_failure(
         conditions: BTreeMap::new(),
         written: None,
     }
+}
+
+/// Writes an intermediate checkpoint's cache entry in the background. A
+/// failure costs only the entry (the next run computes the node again): it
+/// is logged, and the run goes on with the frame it already has.
+fn write_behind_entry(
+    ctx: &Arc<Ctx>,
+    root: usize,
+    df: DataFrame,
+    conditions: BTreeMap<String, Result<bool, String>>,
+) {
+    let ctx2 = ctx.clone();
+    let h = tokio::spawn(async move {
+        let node = ctx2.pipeline.nodes[root].id.clone();
+        let path = ctx2.scratch.join(format!("{node}.parquet"));
+        let rows = df.height() as u64;
+        let p2 = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut df = df;
+            write_parquet(&mut df, &p2, crate::pipeline::Compression::Zstd)
+        })
+        .await;
+        let w = match written {
+            Ok(Ok(parquet)) => Written {
+                path,
+                parquet,
+                export: None,
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(node = %node, error = %e, "cache entry not written");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "cache entry not written");
+                return None;
+            }
+        };
+        match persist(&ctx2, root, rows, &w, &conditions).await {
+            Ok(_) => Some((root, w.parquet.bytes)),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "cache entry not written");
+                None
+            }
+        }
+    });
+    ctx.background.lock().unwrap().push(h);
 }
 
 /// Writes the cache entry (data first, metadata last) and, for outputs,
