@@ -148,6 +148,12 @@ pub(crate) type Resolved = Result<Vec<(ObjectMeta, SourceObject)>, NodeError>;
 pub(crate) struct Prepared {
     pub(crate) keys: Vec<Option<String>>,
     pub(crate) cacheable: Vec<bool>,
+    /// Whether a materialised node keeps a cache entry. Not an ingestion
+    /// node that is materialised only because it fans out: its object in
+    /// the store is already the checkpoint, and writing it again as
+    /// Parquet cost more than re-reading it saves (its consumers keep
+    /// their own entries). `execution.cache: true` asks for one anyway.
+    pub(crate) entry: Vec<bool>,
     pub(crate) mat: Vec<bool>,
     /// Root of the unit each node belongs to.
     pub(crate) unit_of: Vec<usize>,
@@ -483,9 +489,18 @@ pub(crate) async fn prepare(
     for &i in &order {
         members.entry(unit_of[i]).or_default().push(i);
     }
+    let entry = (0..n)
+        .map(|i| {
+            cacheable[i]
+                && keys[i].is_some()
+                && (!matches!(p.nodes[i].kind, NodeKind::Ingestion(_))
+                    || p.nodes[i].execution.cache == Some(true))
+        })
+        .collect();
     Ok(Prepared {
         keys,
         cacheable,
+        entry,
         mat,
         unit_of,
         members,
@@ -799,7 +814,7 @@ async fn run_unit_once(
 
     // 2. Cache lookup for the root.
     let root_runs = gates[&root] == Gate::Run;
-    if root_runs && ctx.opts.use_cache && ctx.cacheable(root) {
+    if root_runs && ctx.opts.use_cache && ctx.prep.entry[root] {
         let key = ctx.prep.keys[root].clone().unwrap();
         if let Some(meta) = cache::lookup(
             ctx.store.as_ref(),
@@ -874,7 +889,7 @@ async fn run_unit_once(
     // Outputs are the run's result: written before the unit counts as done.
     // An intermediate checkpoint's cache entry is written in the background.
     let write_parquet = root_runs && is_output;
-    let write_behind = root_runs && !is_output && ctx.cacheable(root);
+    let write_behind = root_runs && !is_output && ctx.prep.entry[root];
     let job = {
         let ctx = ctx.clone();
         let running = running.clone();

@@ -62,7 +62,7 @@ pub async fn plan(
     for &i in &prep.order {
         let node = &pipeline.nodes[i];
         let mut hit = false;
-        if prep.mat[i] && prep.cacheable[i] {
+        if prep.mat[i] && prep.entry[i] {
             if let Some(k) = &prep.keys[i] {
                 hit = cache::lookup(store, &opts.bucket, &opts.pipeline_id, k)
                     .await
