@@ -1109,3 +1109,52 @@ async fn an_intermediate_checkpoint_is_written_behind_and_its_failure_costs_only
     let r = env.run(&d).await;
     assert!(node(&r.meta, "mid").cache_hit);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_source_is_not_read_when_all_its_consumers_are_cached() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x,g\n1,a\n2,b\n3,a\n");
+    let d = |pred: &str| {
+        doc(
+            "fan",
+            vec![
+                ingest("a", "shared/a.csv"),
+                op(
+                    "agg",
+                    json!({"operator": "aggregate", "by": ["g"], "aggregations": [{"name": "s", "expr": "sum(x)"}]}),
+                    &["a"],
+                ),
+                op(
+                    "f",
+                    json!({"operator": "filter", "predicate": pred}),
+                    &["a"],
+                ),
+                output("o1", "agg"),
+                output("o2", "f"),
+            ],
+            vec![],
+        )
+    };
+    let r = env.run(&d("x > 1")).await;
+    assert_eq!(r.meta.status, RunStatus::Succeeded);
+    assert!(
+        env.files("pipelines/fan/cache/").len() == 4,
+        "entries for the two outputs only, not for the source: {:?}",
+        env.files("pipelines/fan/cache/")
+    );
+    // Fully cached: no Polars work at all, so the source was not read.
+    let r = env.run(&d("x > 1")).await;
+    assert!(!r.computed);
+    let a = node(&r.meta, "a");
+    assert_eq!(
+        (a.status, a.reason.as_deref()),
+        (NodeStatus::Cached, Some("consumers_cached"))
+    );
+    // One consumer changes: the source is read again, the other consumer
+    // still comes from the cache.
+    let r = env.run(&d("x > 2")).await;
+    assert!(r.computed);
+    assert_eq!(node(&r.meta, "a").status, NodeStatus::Succeeded);
+    assert!(node(&r.meta, "o1").cache_hit);
+    assert_eq!(node(&r.meta, "o2").rows, Some(1));
+}

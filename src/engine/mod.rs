@@ -138,6 +138,8 @@ pub struct Engine {
 enum Handle {
     Memory(DataFrame),
     Cached(String),
+    /// Not computed: every consumer was served by the cache.
+    Deferred,
 }
 
 /// An ingestion node's matched objects (as listed, and as hashed), or why
@@ -683,6 +685,17 @@ impl Ready {
 async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeError> {
     match h {
         Handle::Memory(df) => Ok(Ready::Frame(df.clone())),
+        // Only when a consumer's cache entry vanished during the run; the
+        // next attempt computes the source.
+        Handle::Deferred => Err(NodeError {
+            kind: NodeErrorKind::Storage,
+            message: format!(
+                "input \"{}\" was not read: its consumers' cache entries disappeared during the run",
+                ctx.pipeline.nodes[node].id
+            ),
+            path: None,
+            retryable: true,
+        }),
         Handle::Cached(key) => {
             let data_key = format!(
                 "{}data.parquet",
@@ -826,6 +839,35 @@ async fn run_unit_once(
         {
             return cached_unit(ctx, &unit, meta).await;
         }
+    }
+
+    // 2b. A fan-out source without an entry of its own is read only if a
+    // consumer has to compute: a fully cached run reads no source.
+    if root_runs
+        && ctx.opts.use_cache
+        && ctx.prep.mat[root]
+        && matches!(p.nodes[root].kind, NodeKind::Ingestion(_))
+        && !ctx.prep.entry[root]
+        && consumers_cached(ctx, root).await
+    {
+        let mut results = unit.decided.clone();
+        for &m in &unit.running {
+            let mut r = unit.record(ctx, m, NodeStatus::Cached);
+            r.reason = Some("consumers_cached".into());
+            results.push((
+                m,
+                Finished {
+                    record: r,
+                    handle: (m == root).then_some(Handle::Deferred),
+                    error: None,
+                    conditions: BTreeMap::new(),
+                },
+            ));
+        }
+        return Ok(UnitOutcome {
+            nodes: results,
+            outputs: Vec::new(),
+        });
     }
 
     // 3. Fetch what the blocking part needs: external inputs and sources.
@@ -1157,6 +1199,36 @@ impl Unit {
 }
 
 /// A unit whose root hit the cache: nothing is computed.
+/// Whether every unit fed by `root` will be served from the cache (plain
+/// data-flow consumers with a verified entry).
+async fn consumers_cached(ctx: &Ctx, root: usize) -> bool {
+    let p = &ctx.pipeline;
+    for e in p.outputs(root) {
+        if e.kind != EdgeKind::DataFlow {
+            return false;
+        }
+        let u = ctx.prep.unit_of[e.target];
+        if !ctx.prep.entry[u] || p.nodes[e.target].not_connected {
+            return false;
+        }
+        let Some(key) = &ctx.prep.keys[u] else {
+            return false;
+        };
+        if cache::lookup(
+            ctx.store.as_ref(),
+            &ctx.opts.bucket,
+            &ctx.opts.pipeline_id,
+            key,
+        )
+        .await
+        .is_none()
+        {
+            return false;
+        }
+    }
+    true
+}
+
 async fn cached_unit(
     ctx: &Arc<Ctx>,
     unit: &Unit,
