@@ -167,6 +167,74 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_downl
     assert_eq!(meta["status"], "succeeded");
 
     // Second run: every node that succeeded before is cached, and the source
+    // hash index (ETag + size) means no source is hashed again. `customers`
+    // fans out and keeps no cache entry of its own (its object is the
+    // checkpoint): it is read again because one consumer, the failing
+    // assert, runs every time; everything else comes from the cache.
+    let hooked = Arc::new(common::HookedStore::new(s3.clone()));
+    let second = run_example(hooked.clone(), &bucket).await;
+    assert_eq!(second.meta.status, RunStatus::Succeeded);
+    for n in &second.meta.nodes {
+        let expect_cached = !matches!(
+            n.node_id.as_str(),
+            "unique_emails" | "customer_issues" | "customers"
+        );
+        assert_eq!(n.cache_hit, expect_cached, "{}", n.node_id);
+    }
+    let gets: Vec<String> = hooked
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, k)| op == "get" && (k.starts_with("shared/") || k.ends_with("data.parquet")))
+        .map(|(_, k)| k.clone())
+        .collect();
+    assert_eq!(
+        gets,
+        ["shared/sales/customers.csv"],
+        "the failing assert's input is the only data downloaded; verifying hits needs none"
+    );
+    let s3_files: Vec<String> = s3
+        .list(&bucket, &first.run_prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        rel(s3_files, &first.run_prefix),
+        rel(env.files(&local.run_prefix), &local.run_prefix)
+    );
+    let s3_data = s3
+        .get(
+            &bucket,
+            &format!("{}outputs/sales_by_region/data.parquet", first.run_prefix),
+        )
+        .await
+        .unwrap();
+    let local_data = env.read(&format!(
+        "{}outputs/sales_by_region/data.parquet",
+        local.run_prefix
+    ));
+    assert_eq!(
+        blake3::hash(&s3_data),
+        blake3::hash(&local_data),
+        "identical outputs on S3 and on disk"
+    );
+    assert!(
+        s3.head(&bucket, "exports/sales/by_region.csv")
+            .await
+            .is_ok()
+    );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &s3.get(&bucket, &format!("{}metadata.json", first.run_prefix))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["status"], "succeeded");
+
+    // Second run: every node that succeeded before is cached, and the source
     // hash index (ETag + size) means no source is downloaded again.
     let hooked = Arc::new(common::HookedStore::new(s3.clone()));
     let second = run_example(hooked.clone(), &bucket).await;
