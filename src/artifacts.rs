@@ -265,6 +265,9 @@ pub fn write_parquet(
     path: &Path,
     compression: Compression,
 ) -> Result<WrittenParquet, String> {
+    // A new file, never a rewrite: an earlier attempt's file may already be
+    // hard-linked into the store, which must not change in place.
+    let _ = std::fs::remove_file(path);
     let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     ParquetWriter::new(file)
         .with_compression(parquet_compression(compression))
@@ -325,6 +328,7 @@ pub fn write_export(
     format: Format,
     compression: Compression,
 ) -> Result<u64, String> {
+    let _ = std::fs::remove_file(path);
     let mut file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let r = match format {
         Format::Csv => CsvWriter::new(&mut file).include_header(true).finish(df),

@@ -16,7 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::artifacts::{NodeRecord, NodeStatus, RunMeta, RunStatus};
 use crate::config::{Config, StoreKind};
-use crate::engine::{Engine, Event, RunOptions, plan};
+use crate::engine::{Event, RunOptions, plan};
 use crate::pipeline::Pipeline;
 use crate::store::ObjectStore;
 use crate::validate::{self, Report};
@@ -479,7 +479,7 @@ async fn run(a: RunArgs, config: Config) -> i32 {
     });
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let progress = tokio::spawn(progress_display(rx, pipeline.clone(), show_progress));
-    let engine = Engine::new(store);
+    let engine = config.engine(store);
     let bucket = opts.bucket.clone();
     // The engine holds the only event sender: the display ends with the run.
     let result = engine.run(pipeline, opts).await;
@@ -785,7 +785,7 @@ async fn worker_cmd(a: WorkerArgs, mut config: Config) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let worker = crate::worker::Worker::new(pool, Engine::new(store), config, a.id);
+    let worker = crate::worker::Worker::new(pool, config.engine(store), config.clone(), a.id);
     match worker.run(shutdown_signal()).await {
         Ok(()) => 0,
         Err(e) => {

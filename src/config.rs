@@ -174,6 +174,27 @@ impl Config {
         Ok(bucket)
     }
 
+    /// Where the engine writes Parquet before handing it to the store: for
+    /// the local store a folder inside it, so handing over is a hard link
+    /// instead of a copy; for S3 the system's temp dir.
+    pub fn scratch_dir(&self) -> PathBuf {
+        match self.store.kind {
+            StoreKind::Local => self.store.dir.join(".scratch"),
+            StoreKind::S3 => std::env::temp_dir(),
+        }
+    }
+
+    /// The engine for this configuration's store.
+    pub fn engine(&self, store: Arc<dyn ObjectStore>) -> crate::engine::Engine {
+        let dir = self.scratch_dir();
+        let engine = crate::engine::Engine::new(store);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            engine.with_scratch(dir)
+        } else {
+            engine
+        }
+    }
+
     /// The configured store; S3 with retries for transient failures.
     pub async fn open_store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         Ok(match self.store.kind {

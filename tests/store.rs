@@ -48,3 +48,29 @@ async fn local_store_lays_out_one_folder_per_bucket_and_leaves_no_temp_files() {
         "bucket names follow S3 rules"
     );
 }
+
+#[tokio::test]
+async fn local_put_file_links_instead_of_copying_and_the_object_outlives_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = mudrock::store::LocalStore::new(dir.path().join("store"));
+    store.create_bucket("bkt").await.unwrap();
+    let scratch = dir.path().join("scratch.parquet");
+    std::fs::write(&scratch, b"0123456789").unwrap();
+    let meta = store
+        .put_file("bkt", "k/data.parquet", &scratch)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 10);
+    let obj = dir.path().join("store/bkt/k/data.parquet");
+    assert_eq!(
+        std::fs::metadata(&obj).unwrap().ino(),
+        std::fs::metadata(&scratch).unwrap().ino(),
+        "same filesystem: a hard link, no copy"
+    );
+    std::fs::remove_file(&scratch).unwrap();
+    assert_eq!(
+        store.get("bkt", "k/data.parquet").await.unwrap().as_ref(),
+        b"0123456789"
+    );
+}

@@ -219,9 +219,13 @@ impl ObjectStore for LocalStore {
         let target = self.path(bucket, key)?;
         ensure_parent(bucket, key, &target).await?;
         let tmp = tmp_path(&target);
-        tokio::fs::copy(path, &tmp)
-            .await
-            .map_err(|e| StoreError::io(bucket, key, e))?;
+        // A hard link when the file is on the same filesystem (the engine's
+        // scratch files are never modified once handed over), else a copy.
+        if tokio::fs::hard_link(path, &tmp).await.is_err() {
+            tokio::fs::copy(path, &tmp)
+                .await
+                .map_err(|e| StoreError::io(bucket, key, e))?;
+        }
         tokio::fs::rename(&tmp, &target)
             .await
             .map_err(|e| StoreError::io(bucket, key, e))?;
