@@ -860,3 +860,42 @@ async fn a_project_whose_bucket_cannot_be_made_is_not_created(
             .unwrap();
     assert_eq!(owner, "owner", "the creator becomes owner");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_runs_no_more_than_its_concurrency(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let pool = setup(&opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.worker.concurrency = 2;
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+    // No project limit: only the worker's own slots hold runs back.
+    let p = project(&pool, &cfg, local.as_ref(), None).await;
+    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let pl = save(&pool, p.id, &small_pipeline()).await;
+        runs.push(trigger(&pool, pl).await);
+    }
+    let (store, reached, go) = gate(local);
+    let w = Running::start(&opts, store, cfg, "w1");
+    wait_flag(&reached).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (running, queued): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')
+         FROM pipeline_runs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((running, queued), (2, 1), "two slots, three runs");
+    go.store(true, Ordering::SeqCst);
+    for r in &runs {
+        assert_eq!(
+            wait_finished(&pool, *r, Duration::from_secs(60))
+                .await
+                .status,
+            "succeeded"
+        );
+    }
+    w.stop().unwrap();
+}
