@@ -193,12 +193,7 @@ impl Worker {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        f.retry(self.backoff())
-            .when(DbError::is_retryable)
-            .notify(|e, d| {
-                tracing::warn!(worker = %self.id, op = what, error = %e, retry_in_ms = d.as_millis() as u64, "database unavailable, retrying");
-            })
-            .await
+        self.db_with(what, self.backoff(), f).await
     }
 
     /// Like [`Self::db`] but never gives up while the process lives: a
@@ -208,13 +203,21 @@ impl Worker {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        let p = self.wc().retry;
-        let b = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(p.min_delay_ms))
-            .with_max_delay(Duration::from_millis(p.max_delay_ms))
-            .without_max_times()
-            .with_jitter();
-        f.retry(b)
+        self.db_with(what, self.backoff().with_total_delay(None), f)
+            .await
+    }
+
+    async fn db_with<T, F, Fut>(
+        &self,
+        what: &'static str,
+        backoff: ExponentialBuilder,
+        f: F,
+    ) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        f.retry(backoff)
             .when(DbError::is_retryable)
             .notify(|e, d| {
                 tracing::warn!(worker = %self.id, op = what, error = %e, retry_in_ms = d.as_millis() as u64, "database unavailable, retrying");
