@@ -131,7 +131,8 @@ struct Held {
 enum JobOutcome {
     /// The run is finished (or was already): the job is done.
     Done { ok: bool, message: String },
-    /// Shutdown: the job goes back to the queue now.
+    /// The job goes back to the queue now (shutdown, or the run could not
+    /// be started or recorded).
     Release,
     /// `maxConcurrentRuns` reached: offer the job again later.
     Defer,
@@ -417,7 +418,7 @@ impl Worker {
                     .db_forever("release job", || async move {
                         sqlx::query(
                             "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL,
-                                    done_at = NULL, last_result = '{\"Err\": \"released at worker shutdown\"}'
+                                    done_at = NULL, last_result = '{\"Err\": \"handed back by the worker\"}'
                              WHERE id = $1 AND lock_by = $2",
                         )
                         .bind(job_ref)
@@ -493,8 +494,10 @@ impl Worker {
         {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot start the run; its lease will expire");
-                return JobOutcome::Lost;
+                // The job is locked by this live worker, so no lease would
+                // ever expire for it: hand it back for a later claim.
+                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot start the run, handing the job back");
+                return JobOutcome::Release;
             }
         };
         let (mut attempt, row) = match start {
@@ -594,8 +597,10 @@ impl Worker {
                         Ok(Some(a)) => attempt = a,
                         Ok(None) => return JobOutcome::Lost,
                         Err(e) => {
-                            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot record the next attempt; its lease will expire");
-                            return JobOutcome::Lost;
+                            // The run stays `running` as ours; whoever
+                            // claims the handed-back job takes it over.
+                            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot record the next attempt, handing the job back");
+                            return JobOutcome::Release;
                         }
                     }
                 }
