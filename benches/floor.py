@@ -9,6 +9,8 @@ Polars version and features, same Parquet outputs), generates seeded data
 at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
 products; kept in --work for later runs), then per pipeline:
 
+- check: the first mudrock run's outputs must hold the same tables as the
+  floor's (`floor-polars same`), or the harness stops;
 - cold: `mudrock run` on a fresh store (inputs hard-linked in, so there is
   no cache and no source-hash index) against `floor-polars run`, alternating
   which goes first (A/B, B/A, ...), --reps times each; medians and ratio;
@@ -98,6 +100,8 @@ def main():
             def run_mudrock():
                 store = fresh_store(a.work, data, "cold")
                 t, r = timed([mudrock, "run", "--store", store, doc], env)
+                if rep == 0:
+                    check_same(store)
                 shutil.rmtree(store)
                 return t, r
 
@@ -105,6 +109,19 @@ def main():
                 out = a.work / "floor-out"
                 shutil.rmtree(out, ignore_errors=True)
                 return timed([floor, "run", name, data, out], env)
+
+            def check_same(store):
+                # The comparison is only fair if both write the same tables.
+                out = a.work / "floor-check"
+                shutil.rmtree(out, ignore_errors=True)
+                timed([floor, "run", name, data, out], env)
+                runs = store / "project-local" / "pipelines" / f"floor-{name}" / "runs"
+                for f in sorted(out.glob("*.parquet")):
+                    ours = list(runs.glob(f"*/outputs/{f.stem}/data.parquet"))
+                    if len(ours) != 1:
+                        sys.exit(f"floor.py: {name}: no mudrock output {f.stem}")
+                    timed([floor, "same", f, ours[0]], env)
+                shutil.rmtree(out)
 
             order = [("m", run_mudrock), ("f", run_floor)]
             if rep % 2:
