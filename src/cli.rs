@@ -121,8 +121,8 @@ pub struct CancelArgs {
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub db: DbArgs,
     /// Only say whether the database is current; change nothing.
     #[arg(long)]
     pub check: bool,
@@ -699,12 +699,9 @@ async fn upload_cmd(a: UploadArgs, config: Config) -> i32 {
 }
 
 async fn migrate_cmd(a: MigrateArgs) -> i32 {
-    let pool = match crate::db::connect(&a.database_url).await {
+    let pool = match connect_db(&a.db.database_url).await {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
+        Err(code) => return code,
     };
     if a.check {
         return match crate::db::check_current(&pool).await {
@@ -748,6 +745,16 @@ async fn connect_db(url: &str) -> Result<sqlx::PgPool, i32> {
         eprintln!("error: {e}");
         3
     })
+}
+
+/// A connection to a database that is not behind (else exit code 2).
+async fn connect_current(url: &str) -> Result<sqlx::PgPool, i32> {
+    let pool = connect_db(url).await?;
+    if let Err(e) = crate::db::check_current(&pool).await {
+        eprintln!("error: {e}");
+        return Err(2);
+    }
+    Ok(pool)
 }
 
 /// SIGTERM or SIGINT, whichever comes first.
@@ -799,14 +806,10 @@ async fn worker_cmd(a: WorkerArgs, mut config: Config) -> i32 {
 }
 
 async fn project_create_cmd(a: ProjectCreateArgs, config: Config) -> i32 {
-    let pool = match connect_db(&a.db.database_url).await {
+    let pool = match connect_current(&a.db.database_url).await {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(e) = crate::db::check_current(&pool).await {
-        eprintln!("error: {e}");
-        return 2;
-    }
     let store = match open(&config).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -834,14 +837,10 @@ async fn submit_cmd(a: SubmitArgs) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let pool = match connect_db(&a.db.database_url).await {
+    let pool = match connect_current(&a.db.database_url).await {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(e) = crate::db::check_current(&pool).await {
-        eprintln!("error: {e}");
-        return 2;
-    }
     // The document's id names the pipeline within the project: the same
     // file submitted again becomes the next version of the same pipeline.
     let id = a.pipeline.unwrap_or_else(|| match pipeline.id.as_deref() {

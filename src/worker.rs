@@ -94,9 +94,14 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// How long a silent worker keeps its runs.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms * u64::from(self.missed_heartbeats.max(1)))
+    }
+
     /// apalis measures leases in whole seconds.
     pub fn lease_secs(&self) -> u64 {
-        (self.heartbeat_ms * u64::from(self.missed_heartbeats.max(1)) / 1000).max(1)
+        self.lease().as_secs().max(1)
     }
 }
 
@@ -283,7 +288,7 @@ impl Worker {
                         h.release.store(true, Ordering::SeqCst);
                         h.cancel.store(true, Ordering::SeqCst);
                     }
-                    deadline.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(self.wc().heartbeat_ms * u64::from(self.wc().missed_heartbeats.max(1))));
+                    deadline.as_mut().reset(tokio::time::Instant::now() + self.wc().lease());
                 }
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = poll.tick(), if !stopping => {

@@ -87,6 +87,33 @@ async fn project(
     }
 }
 
+/// A migrated database, a local store in a temp dir, a project (with
+/// `max` as its maxConcurrentRuns) and the small pipeline's input.
+struct Fx {
+    pool: PgPool,
+    dir: tempfile::TempDir,
+    cfg: Config,
+    local: Arc<dyn ObjectStore>,
+    p: Project,
+}
+
+async fn fixture(opts: &PgConnectOptions, max: Option<u32>, tweak: impl FnOnce(&mut Config)) -> Fx {
+    let pool = setup(opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    tweak(&mut cfg);
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+    let p = project(&pool, &cfg, local.as_ref(), max).await;
+    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    Fx {
+        pool,
+        dir,
+        cfg,
+        local,
+        p,
+    }
+}
+
 async fn save(pool: &PgPool, project: Uuid, doc: &Value) -> Uuid {
     let id = Uuid::now_v7();
     mudrock::db::save_pipeline(pool, project, id, "pl", "1.0.0", doc, None)
@@ -322,12 +349,13 @@ async fn trigger_is_atomic_and_idempotent(_p: PgPoolOptions, opts: PgConnectOpti
 
 #[sqlx::test(migrations = false)]
 async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, store.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir,
+        cfg,
+        local: store,
+        p,
+    } = fixture(&opts, None, |_| {}).await;
     let pl = save(&pool, p.id, &small_pipeline()).await;
     let run = trigger(&pool, pl).await;
     let w = Running::start(&opts, store.clone(), cfg.clone(), "w1");
@@ -447,12 +475,13 @@ async fn transient_failures_are_retried_with_a_new_attempt(
     _p: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, local.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir: _dir, // keeps the store alive
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, None, |_| {}).await;
     let pl = save(&pool, p.id, &small_pipeline()).await;
     // The first two attempts cannot write lineage.json: storage "down".
     let failures = Arc::new(AtomicUsize::new(0));
@@ -475,13 +504,13 @@ async fn a_lasting_storage_failure_fails_after_max_attempts(
     _p: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.worker.max_attempts = 2;
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, local.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir: _dir, // keeps the store alive
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, None, |c| c.worker.max_attempts = 2).await;
     let pl = save(&pool, p.id, &small_pipeline()).await;
     let hooked: Arc<dyn ObjectStore> = Arc::new(HookedStore::failing(local, |op, key| {
         op == "put" && key.ends_with("lineage.json")
@@ -529,12 +558,13 @@ async fn wait_flag(flag: &AtomicBool) {
 
 #[sqlx::test(migrations = false)]
 async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, local.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir: _dir, // keeps the store alive
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, None, |_| {}).await;
     let pl = save(&pool, p.id, &small_pipeline()).await;
 
     // Queued runs are cancelled at once, and never start.
@@ -570,13 +600,13 @@ async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConne
 
 #[sqlx::test(migrations = false)]
 async fn max_concurrent_runs_holds_per_project(_p: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.worker.concurrency = 4;
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, local.as_ref(), Some(1)).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir: _dir, // keeps the store alive
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, Some(1), |c| c.worker.concurrency = 4).await;
     let mut runs = Vec::new();
     for _ in 0..3 {
         // Separate pipelines, so nothing is served from another's cache.
@@ -619,13 +649,13 @@ async fn max_concurrent_runs_holds_per_project(_p: PgPoolOptions, opts: PgConnec
 
 #[sqlx::test(migrations = false)]
 async fn shutdown_hands_unfinished_runs_back(_p: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.worker.shutdown_grace_seconds = 0;
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
-    let p = project(&pool, &cfg, local.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir,
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, None, |c| c.worker.shutdown_grace_seconds = 0).await;
     let pl = save(&pool, p.id, &small_pipeline()).await;
     let (store, reached, go) = gate(local.clone());
     let run = trigger(&pool, pl).await;
@@ -863,14 +893,14 @@ async fn a_project_whose_bucket_cannot_be_made_is_not_created(
 
 #[sqlx::test(migrations = false)]
 async fn a_worker_runs_no_more_than_its_concurrency(_p: PgPoolOptions, opts: PgConnectOptions) {
-    let pool = setup(&opts).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.worker.concurrency = 2;
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
     // No project limit: only the worker's own slots hold runs back.
-    let p = project(&pool, &cfg, local.as_ref(), None).await;
-    put(dir.path(), &p.bucket, "in/data.csv", &small_csv());
+    let Fx {
+        pool,
+        dir: _dir, // keeps the store alive
+        cfg,
+        local,
+        p,
+    } = fixture(&opts, None, |c| c.worker.concurrency = 2).await;
     let mut runs = Vec::new();
     for _ in 0..3 {
         let pl = save(&pool, p.id, &small_pipeline()).await;
