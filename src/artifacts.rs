@@ -274,38 +274,144 @@ pub fn write_parquet(
         .set_parallel(true)
         .finish(df)
         .map_err(|e| format!("writing parquet: {e}"))?;
-    let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    let blake3 = crate::cache::hash_file(path).map_err(|e| e.to_string())?;
-    let schema = schema_json(df, path)?;
-    Ok(WrittenParquet {
-        bytes,
-        blake3,
-        schema,
-    })
+    let nulls: Vec<u64> = df.columns().iter().map(|c| c.null_count() as u64).collect();
+    let (written, _) = parquet_facts(path, df.schema(), &nulls)?;
+    Ok(written)
 }
 
-fn schema_json(df: &DataFrame, path: &Path) -> Result<SchemaJson, String> {
+/// What the streaming engine wrote: the file's facts and its row count.
+#[derive(Debug)]
+pub enum Sunk {
+    Written(WrittenParquet, u64),
+    /// The query failed (a data error, as `collect` would have).
+    Query(PolarsError),
+    /// The file could not be read back.
+    File(String),
+}
+
+/// Streams `lf` into a Parquet file at `path` on Polars' streaming engine,
+/// never holding the whole result in memory. Row and null counts are read
+/// back from the file: from its footer's statistics, else by a second,
+/// streaming pass that counts nulls.
+pub fn sink_parquet(lf: LazyFrame, path: &Path, compression: Compression) -> Sunk {
+    let _ = std::fs::remove_file(path);
+    let mut lf = lf;
+    let schema = match lf.collect_schema() {
+        Ok(s) => s,
+        Err(e) => return Sunk::Query(e),
+    };
+    let options = ParquetWriteOptions {
+        compression: parquet_compression(compression),
+        ..Default::default()
+    };
+    let target = SinkTarget::Path(PlRefPath::new(path.to_string_lossy().as_ref()));
+    let sunk = lf
+        .sink(
+            SinkDestination::File { target },
+            FileWriteFormat::Parquet(std::sync::Arc::new(options)),
+            UnifiedSinkArgs::default(),
+        )
+        .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
+    if let Err(e) = sunk {
+        let _ = std::fs::remove_file(path);
+        return Sunk::Query(e);
+    }
+    let read_back = || -> Result<(WrittenParquet, u64), String> {
+        if let Some(nulls) = footer_null_counts(path, &schema) {
+            return parquet_facts(path, &schema, &nulls);
+        }
+        let scan = LazyFrame::scan_parquet(
+            PlRefPath::new(path.to_string_lossy().as_ref()),
+            ScanArgsParquet::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let counts = scan
+            .select([all().as_expr().null_count()])
+            .collect_with_engine(Engine::Streaming)
+            .map_err(|e| format!("reading back null counts: {e}"))?
+            .unwrap_single();
+        let nulls = counts
+            .columns()
+            .iter()
+            .map(|c| {
+                c.cast(&DataType::UInt64)
+                    .ok()
+                    .and_then(|c| c.u64().ok().and_then(|ca| ca.get(0)))
+                    .unwrap_or(0)
+            })
+            .collect::<Vec<_>>();
+        parquet_facts(path, &schema, &nulls)
+    };
+    match read_back() {
+        Ok((w, rows)) => Sunk::Written(w, rows),
+        Err(e) => Sunk::File(e),
+    }
+}
+
+/// Null counts per column from the row groups' statistics (no data read),
+/// when every column is a flat leaf with a null count in every row group.
+fn footer_null_counts(path: &Path, schema: &Schema) -> Option<Vec<u64>> {
+    let file = File::open(path).ok()?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .ok()?;
+    let leaves = meta.file_metadata().schema_descr().columns().to_vec();
+    if leaves.len() != schema.len() {
+        return None;
+    }
+    let mut nulls = vec![0u64; leaves.len()];
+    for (i, (leaf, (name, _))) in leaves.iter().zip(schema.iter()).enumerate() {
+        let parts = leaf.path().parts();
+        if parts.len() != 1 || parts[0] != name.as_str() {
+            return None;
+        }
+        for rg in meta.row_groups() {
+            nulls[i] += rg.column(i).statistics()?.null_count_opt()?;
+        }
+    }
+    Some(nulls)
+}
+
+/// Size, blake3 and `schema.json` of a written Parquet file, and its row
+/// count from the footer. Names and types come from Polars' `schema`,
+/// nullability and the Arrow schema from the footer (read with arrow-rs).
+fn parquet_facts(
+    path: &Path,
+    schema: &Schema,
+    nulls: &[u64],
+) -> Result<(WrittenParquet, u64), String> {
+    let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let blake3 = crate::cache::hash_file(path).map_err(|e| e.to_string())?;
     let file = File::open(path).map_err(|e| e.to_string())?;
     let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
         .map_err(|e| format!("reading back parquet footer: {e}"))?;
+    let rows = meta.metadata().file_metadata().num_rows() as u64;
     let arrow = meta.schema();
-    let columns = df
-        .columns()
+    let columns = schema
         .iter()
-        .map(|c| ColumnJson {
-            name: c.name().to_string(),
-            dtype: mudrock_operators::dtype::name(c.dtype()),
+        .zip(nulls.iter().chain(std::iter::repeat(&0)))
+        .map(|((name, dtype), nulls)| ColumnJson {
+            name: name.to_string(),
+            dtype: mudrock_operators::dtype::name(dtype),
             nullable: arrow
-                .field_with_name(c.name())
+                .field_with_name(name)
                 .map(|f| f.is_nullable())
                 .unwrap_or(true),
-            null_count: c.null_count() as u64,
+            null_count: *nulls,
         })
         .collect();
-    Ok(SchemaJson {
+    let schema = SchemaJson {
         columns,
         arrow: serde_json::to_value(arrow.as_ref()).map_err(|e| e.to_string())?,
-    })
+    };
+    Ok((
+        WrittenParquet {
+            bytes,
+            blake3,
+            schema,
+        },
+        rows,
+    ))
 }
 
 /// Columns of a schema without data (for `plan`).

@@ -95,10 +95,41 @@ pub fn node_key(
     h.finish()
 }
 
-/// blake3 of a local file: memory-mapped and multi-threaded for big files.
+/// Bytes of a file mapped at once while hashing it.
+const HASH_WINDOW: u64 = 64 << 20;
+
+/// blake3 of a local file, multi-threaded, through one memory-mapped window
+/// of [`HASH_WINDOW`] bytes at a time. Mapping the whole file (what
+/// `blake3::Hasher::update_mmap_rayon` does) would put all of it in the
+/// process's resident set: a source larger than the memory budget must be
+/// hashable within it. Small files are read instead (a mapping costs more).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
     let mut h = blake3::Hasher::new();
-    h.update_mmap_rayon(path)?;
+    if len < (1 << 20) {
+        let mut buf = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut &file, &mut buf)?;
+        h.update(&buf);
+        return Ok(h.finalize().to_hex().to_string());
+    }
+    let mut offset = 0;
+    while offset < len {
+        let n = HASH_WINDOW.min(len - offset);
+        // SAFETY: the map is read-only and dropped before the next one; a
+        // file truncated while it is hashed can fault, as with any mapped
+        // reader (Polars maps sources the same way).
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(n as usize)
+                .map(&file)?
+        };
+        // Read ahead: the window is hashed front to back.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        h.update_rayon(&map);
+        offset += n;
+    }
     Ok(h.finalize().to_hex().to_string())
 }
 
@@ -279,6 +310,31 @@ pub async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windowed_file_hash_is_the_hash_of_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Empty, small (read), one partial window, and across windows with
+        // a ragged end: each must equal blake3 of the whole byte string.
+        for len in [
+            0usize,
+            1000,
+            (1 << 20) + 7,
+            2 * HASH_WINDOW as usize + 12_345,
+        ] {
+            let data: Vec<u8> = (0..len)
+                .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+                .collect();
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, &data).unwrap();
+            assert_eq!(
+                hash_file(&path).unwrap(),
+                blake3::hash(&data).to_hex().to_string(),
+                "{len} bytes"
+            );
+            assert_eq!(hash_file(&path).unwrap(), hash_bytes(&data));
+        }
+    }
 
     #[test]
     fn keys_cover_version_config_and_input_order() {

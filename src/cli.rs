@@ -168,6 +168,11 @@ pub struct RunArgs {
     /// Nodes computed at once (default: the config's `engine.concurrency`).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Polars engine: `auto` streams units whose sources exceed
+    /// `engine.streaming_above_mb`; `always`; `never` (default: the
+    /// config's `engine.streaming`).
+    #[arg(long, value_parser = parse_streaming)]
+    pub streaming: Option<crate::engine::Streaming>,
     /// Run id (default: a new UUIDv7). Re-using one overwrites that run.
     #[arg(long)]
     pub run_id: Option<String>,
@@ -292,6 +297,16 @@ fn effective(mut config: Config, s: &StoreArgs) -> Config {
     config
 }
 
+fn parse_streaming(s: &str) -> Result<crate::engine::Streaming, String> {
+    use crate::engine::Streaming;
+    match s {
+        "auto" => Ok(Streaming::Auto),
+        "always" => Ok(Streaming::Always),
+        "never" => Ok(Streaming::Never),
+        _ => Err("expected auto, always or never".into()),
+    }
+}
+
 async fn open(config: &Config) -> Result<Arc<dyn ObjectStore>, i32> {
     config.open_store().await.map_err(|e| {
         eprintln!("error: {e}");
@@ -305,7 +320,7 @@ fn options(p: &Pipeline, config: &Config, s: &StoreArgs) -> RunOptions {
     if let Some(id) = &s.project {
         o.project_id = id.clone();
     }
-    o.concurrency = config.engine.concurrency;
+    config.engine.apply(&mut o);
     o
 }
 
@@ -458,6 +473,9 @@ async fn run(a: RunArgs, config: Config) -> i32 {
     opts.use_cache = !a.no_cache;
     if let Some(n) = a.concurrency {
         opts.concurrency = n;
+    }
+    if let Some(m) = a.streaming {
+        opts.streaming = m;
     }
     if let Some(id) = &a.run_id {
         if !validate::valid_id(id) {

@@ -21,6 +21,8 @@
 //! budget_ms = 60000
 //! [engine]
 //! concurrency = 4
+//! streaming = "auto"         # Polars engine per unit: "auto", "always", "never"
+//! streaming_above_mb = 2048  # auto: units whose sources exceed this stream
 //! [worker]                   # `mudrock worker` (see worker.rs)
 //! concurrency = 2            # runs at once
 //! heartbeat_ms = 5000
@@ -89,11 +91,28 @@ impl Default for StoreConfig {
 pub struct EngineConfig {
     /// Units computed at once.
     pub concurrency: usize,
+    /// Which Polars engine computes a unit: `auto` streams units whose
+    /// sources exceed `streaming_above_mb`, `always`, or `never`.
+    pub streaming: crate::engine::Streaming,
+    pub streaming_above_mb: u64,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { concurrency: 4 }
+        EngineConfig {
+            concurrency: 4,
+            streaming: crate::engine::Streaming::Auto,
+            streaming_above_mb: crate::engine::DEFAULT_STREAMING_ABOVE_BYTES >> 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets what this section decides on a run's options.
+    pub fn apply(&self, o: &mut crate::engine::RunOptions) {
+        o.concurrency = self.concurrency;
+        o.streaming = self.streaming;
+        o.streaming_above_bytes = self.streaming_above_mb.saturating_mul(1 << 20);
     }
 }
 

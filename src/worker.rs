@@ -542,7 +542,7 @@ impl Worker {
         loop {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
-            let opts = RunOptions {
+            let mut opts = RunOptions {
                 bucket: self.config.bucket(Some(&row.project_id.to_string())),
                 project_id: row.project_id.to_string(),
                 pipeline_id: row.pipeline_id.to_string(),
@@ -555,9 +555,12 @@ impl Worker {
                 attempt: attempt as u32,
                 use_cache: true,
                 concurrency: self.config.engine.concurrency,
+                streaming: self.config.engine.streaming,
+                streaming_above_bytes: 0,
                 events: Some(tx),
                 cancel: held.cancel.clone(),
             };
+            self.config.engine.apply(&mut opts);
             let res = self.engine.run(pipeline.clone(), opts).await;
             let _ = writer.await;
             match res {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use mudrock::artifacts::{NodeStatus, RunStatus};
-use mudrock::engine::{Engine, Event, RunOptions};
+use mudrock::engine::{Engine, Event, RunOptions, RunResult};
 use polars::prelude::*;
 use serde_json::json;
 
@@ -1157,4 +1157,118 @@ async fn a_fan_out_source_is_not_read_when_all_its_consumers_are_cached() {
     assert_eq!(node(&r.meta, "a").status, NodeStatus::Succeeded);
     assert!(node(&r.meta, "o1").cache_hit);
     assert_eq!(node(&r.meta, "o2").rows, Some(1));
+}
+
+/// Every output of `run` with its rows sorted (engines need not keep the
+/// order of unordered results), its schema.json columns and its row count.
+fn outputs_of(env: &Env, r: &RunResult) -> Vec<(String, DataFrame, serde_json::Value, u64)> {
+    let run = &r.run_prefix;
+    let mut names: Vec<String> = env
+        .files(&format!("{run}outputs/"))
+        .iter()
+        .filter_map(|f| f.strip_suffix("/data.parquet"))
+        .map(|f| f.rsplit('/').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|o| {
+            let df = env.parquet(&format!("{run}outputs/{o}/data.parquet"));
+            // An error frame names its run and time: not the engine's doing.
+            let df = df.drop_many(["run_id", "failed_at"]);
+            let by: Vec<PlSmallStr> = df.get_column_names_owned();
+            let df = df
+                .sort(by, SortMultipleOptions::default().with_nulls_last(true))
+                .unwrap();
+            let schema = env.json(&format!("{run}outputs/{o}/schema.json"))["columns"].clone();
+            let rows = node(&r.meta, &o).rows.expect("an output has a row count");
+            (o, df, schema, rows)
+        })
+        .collect()
+}
+
+/// Equal frames, floats to 1e-9 relative (sums in another order differ in
+/// the last bits).
+fn same_frame(x: &DataFrame, y: &DataFrame) -> bool {
+    x.schema() == y.schema()
+        && x.height() == y.height()
+        && x.columns().iter().zip(y.columns()).all(|(cx, cy)| {
+            if cx.dtype().is_float() {
+                let (fx, fy) = (
+                    cx.cast(&DataType::Float64).unwrap(),
+                    cy.cast(&DataType::Float64).unwrap(),
+                );
+                fx.f64()
+                    .unwrap()
+                    .iter()
+                    .zip(fy.f64().unwrap().iter())
+                    .all(|(p, q)| match (p, q) {
+                        (Some(p), Some(q)) => (p - q).abs() <= 1e-9 * p.abs().max(1.0),
+                        (None, None) => true,
+                        _ => false,
+                    })
+            } else {
+                cx.as_materialized_series()
+                    .equals_missing(cy.as_materialized_series())
+            }
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_streaming_engine_writes_what_the_in_memory_engine_writes() {
+    use mudrock::engine::Streaming;
+    // The example covers joins, aggregates, SQL, asserts, conditional and
+    // error edges and an export; the second pipeline an output with nulls
+    // that is streamed straight to its file.
+    let nulls = doc(
+        "nulls",
+        vec![
+            ingest("src", "shared/n.csv"),
+            op(
+                "keep",
+                json!({"operator": "filter", "predicate": "k <> 'drop'"}),
+                &["src"],
+            ),
+            output("out", "keep"),
+        ],
+        vec![],
+    );
+    let mut results = Vec::new();
+    for mode in [Streaming::Never, Streaming::Always] {
+        let env = Env::new();
+        env.copy_example_data();
+        env.put("shared/n.csv", "k,v,w\na,1,\ndrop,2,x\nb,,y\nc,4,\nd,,\n");
+        let mut outs = Vec::new();
+        for d in [example(), nulls.clone()] {
+            let r = env.run_with(&d, |o| o.streaming = mode).await;
+            assert_eq!(
+                r.meta.status,
+                RunStatus::Succeeded,
+                "{mode:?}: {:?}",
+                r.meta.error
+            );
+            outs.extend(outputs_of(&env, &r));
+        }
+        results.push(outs);
+    }
+    let (never, always) = (&results[0], &results[1]);
+    assert_eq!(never.len(), 5, "four example outputs and one more");
+    for (a, b) in never.iter().zip(always) {
+        assert_eq!(a.0, b.0);
+        assert!(same_frame(&a.1, &b.1), "{}: {} vs {}", a.0, a.1, b.1);
+        assert_eq!(a.2, b.2, "{}: schema.json columns", a.0);
+        assert_eq!(a.3, b.3, "{}: rows", a.0);
+    }
+    // The streamed output's counts come from its file: 4 rows, v null twice,
+    // w null three times.
+    let out = always.iter().find(|o| o.0 == "out").unwrap();
+    assert_eq!(out.3, 4);
+    let nulls: Vec<u64> = out
+        .2
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["nullCount"].as_u64().unwrap())
+        .collect();
+    assert_eq!(nulls, vec![0, 2, 3]);
 }

@@ -150,6 +150,32 @@ fn write(out: &Path, name: &str, mut df: DataFrame) -> PolarsResult<()> {
 
 fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
     match pipeline {
+        // csv → filter → derive → output, streamed into its file on the
+        // streaming engine (benches/memory.py).
+        "stream" => {
+            std::fs::create_dir_all(out)?;
+            let path = out.join("out.parquet");
+            let options = ParquetWriteOptions {
+                compression: ParquetCompression::Zstd(None),
+                ..Default::default()
+            };
+            scan(data, "orders")?
+                .filter(
+                    col("status")
+                        .neq(lit("cancelled"))
+                        .and(col("quantity").gt(lit(1))),
+                )
+                .with_column((col("quantity") * (lit(1) - col("discount"))).alias("units"))
+                .sink(
+                    SinkDestination::File {
+                        target: SinkTarget::Path(PlRefPath::new(path.to_string_lossy().as_ref())),
+                    },
+                    FileWriteFormat::Parquet(std::sync::Arc::new(options)),
+                    UnifiedSinkArgs::default(),
+                )?
+                .collect_with_engine(Engine::Streaming)?;
+            Ok(())
+        }
         // csv → filter → derive → aggregate → sort
         "chain" => {
             let df = scan(data, "orders")?

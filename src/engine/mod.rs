@@ -60,12 +60,26 @@ pub struct RunOptions {
     pub use_cache: bool,
     /// Units running at once.
     pub concurrency: usize,
+    /// Which Polars engine computes a unit (see [`Streaming`]).
+    pub streaming: Streaming,
+    /// With [`Streaming::Auto`]: a unit whose sources add up to more bytes
+    /// than this runs on the streaming engine.
+    pub streaming_above_bytes: u64,
     pub events: Option<mpsc::UnboundedSender<Event>>,
     /// Set to stop between nodes; the run ends `cancelled`.
     pub cancel: Arc<AtomicBool>,
 }
 
 impl RunOptions {
+    /// Whether a unit reading `source_bytes` of sources streams.
+    pub fn streams(&self, source_bytes: u64) -> bool {
+        match self.streaming {
+            Streaming::Always => true,
+            Streaming::Never => false,
+            Streaming::Auto => source_bytes > self.streaming_above_bytes,
+        }
+    }
+
     /// Options for a local run of `pipeline` without a project.
     pub fn local(pipeline: &Pipeline) -> Self {
         RunOptions {
@@ -84,11 +98,30 @@ impl RunOptions {
             attempt: 1,
             use_cache: true,
             concurrency: 4,
+            streaming: Streaming::Auto,
+            streaming_above_bytes: DEFAULT_STREAMING_ABOVE_BYTES,
             events: None,
             cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 }
+
+/// When a unit runs on Polars' streaming engine instead of the in-memory
+/// one. The streaming engine processes a source in morsels, so a source
+/// larger than memory runs in bounded memory; the in-memory engine holds
+/// whole frames, and is as fast or faster on what fits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Streaming {
+    /// Stream units whose sources exceed `streaming_above_bytes`.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Sources above 2 GiB stream by default.
+pub const DEFAULT_STREAMING_ABOVE_BYTES: u64 = 2 << 30;
 
 /// The pipeline's id, or a storage-safe form of its name.
 pub fn default_pipeline_id(p: &Pipeline) -> String {
@@ -927,6 +960,16 @@ async fn run_unit_once(
 
     // 4. Build and collect, off the async threads.
     ctx.computed.store(true, Ordering::SeqCst);
+    let source_bytes: u64 = running
+        .iter()
+        .filter_map(|&m| ctx.prep.sources[m].as_ref())
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|objs| objs.iter().map(|(meta, _)| meta.size))
+        .sum();
+    let streaming = ctx.opts.streams(source_bytes);
+    if streaming {
+        tracing::debug!(node = %p.nodes[root].id, source_bytes, "unit on the streaming engine");
+    }
     let is_output = matches!(p.nodes[root].kind, NodeKind::Output(_));
     // Outputs are the run's result: written before the unit counts as done.
     // An intermediate checkpoint's cache entry is written in the background.
@@ -944,6 +987,7 @@ async fn run_unit_once(
                 error_frames,
                 source_data,
                 write_parquet,
+                streaming,
             )
         })
     };
@@ -1004,8 +1048,8 @@ async fn run_unit_once(
             write_behind_entry(ctx, root, df.clone(), computed.conditions.clone());
         }
     }
-    if let (Some(df), Some(written)) = (&computed.df, &computed.written) {
-        match persist(ctx, root, df.height() as u64, written, &computed.conditions).await {
+    if let (Some(rows), Some(written)) = (computed.rows, &computed.written) {
+        match persist(ctx, root, rows, written, &computed.conditions).await {
             Ok(out) => {
                 let rec = &mut results
                     .iter_mut()
@@ -1276,7 +1320,10 @@ async fn cached_unit(
 /// What the blocking part of a unit produced.
 struct Computed {
     members: Vec<(usize, MemberOutcome)>,
+    /// The root's result; None when it failed or was streamed to a file.
     df: Option<DataFrame>,
+    /// The root's row count when it has data.
+    rows: Option<u64>,
     conditions: BTreeMap<String, Result<bool, String>>,
     written: Option<Written>,
 }
@@ -1302,7 +1349,14 @@ fn compute(
     error_frames: HashMap<usize, DataFrame>,
     sources: HashMap<usize, (SourceData, Vec<String>)>,
     write: bool,
+    streaming: bool,
 ) -> Computed {
+    let engine = if streaming {
+        polars::prelude::Engine::Streaming
+    } else {
+        polars::prelude::Engine::InMemory
+    };
+    let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     let p = &ctx.pipeline;
     let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
     let mut outcomes: Vec<(usize, MemberOutcome)> = Vec::new();
@@ -1392,14 +1446,56 @@ fn compute(
         return Computed {
             members: outcomes,
             df: None,
+            rows: None,
             conditions: BTreeMap::new(),
             written: None,
         };
     };
 
+    // An output with nothing downstream and no export, on the streaming
+    // engine, is streamed straight into its Parquet file: the result is
+    // never whole in memory.
+    let sink = streaming
+        && write
+        && p.outputs(root).next().is_none()
+        && matches!(&p.nodes[root].kind, NodeKind::Output(c) if c.export.is_none());
+    let collected = if sink {
+        let NodeKind::Output(c) = &p.nodes[root].kind else {
+            unreachable!("sink is only chosen for outputs")
+        };
+        let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
+        match sink_parquet(root_lf, &path, c.compression) {
+            Sunk::Written(parquet, rows) => Ok(Err((path, parquet, rows))),
+            Sunk::Query(e) => Err(e),
+            Sunk::File(msg) => {
+                for &m in running {
+                    outcomes.push((m, ok(None)));
+                }
+                return storage_failure(outcomes, root, msg);
+            }
+        }
+    } else {
+        collect(root_lf).map(Ok)
+    };
     // Collect the root; on failure find the member that fails.
-    let mut df = match root_lf.collect() {
-        Ok(df) => df,
+    let mut df = match collected {
+        Ok(Ok(df)) => df,
+        Ok(Err((path, parquet, rows))) => {
+            for &m in running {
+                outcomes.push((m, ok((m == root).then_some(rows))));
+            }
+            return Computed {
+                members: outcomes,
+                df: None,
+                rows: Some(rows),
+                conditions: BTreeMap::new(),
+                written: Some(Written {
+                    path,
+                    parquet,
+                    export: None,
+                }),
+            };
+        }
         Err(e) => {
             let mut culprit = None;
             if running.len() > 1 {
@@ -1407,7 +1503,7 @@ fn compute(
                     if m == root {
                         break;
                     }
-                    if let Err(e) = frames[&m].0.clone().collect() {
+                    if let Err(e) = collect(frames[&m].0.clone()) {
                         culprit = Some((m, e));
                         break;
                     }
@@ -1437,6 +1533,7 @@ fn compute(
             return Computed {
                 members: outcomes,
                 df: None,
+                rows: None,
                 conditions: BTreeMap::new(),
                 written: None,
             };
@@ -1456,6 +1553,7 @@ fn compute(
                 return Computed {
                     members: outcomes,
                     df: None,
+                    rows: None,
                     conditions: BTreeMap::new(),
                     written: None,
                 };
@@ -1522,6 +1620,7 @@ fn compute(
     Computed {
         members: outcomes,
         df: Some(df),
+        rows: Some(rows),
         conditions,
         written,
     }
@@ -1541,6 +1640,7 @@ fn storage_failure(
     Computed {
         members: outcomes,
         df: None,
+        rows: None,
         conditions: BTreeMap::new(),
         written: None,
     }
