@@ -275,4 +275,45 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_engine_section_decides_streaming() {
+        use crate::engine::{RunOptions, Streaming};
+        figment::Jail::expect_with(|jail| {
+            let p: crate::pipeline::Pipeline = crate::validate::validate(
+                serde_json::json!({"id": "p", "name": "p", "edges": [], "nodes": [
+                    {"id": "a", "nodeType": "ingestion", "config": {"source": "a.csv"}}
+                ]}),
+                Default::default(),
+            )
+            .map(|(p, _)| p)
+            .map_err(|r| r.to_string())?;
+            let mut o = RunOptions::local(&p);
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            c.engine.apply(&mut o);
+            assert_eq!(o.streaming, Streaming::Auto);
+            assert!(
+                !o.streams(2 << 30) && o.streams((2 << 30) + 1),
+                "auto: above 2 GiB"
+            );
+
+            jail.create_file(
+                "m.toml",
+                "[engine]\nstreaming = \"auto\"\nstreaming_above_mb = 1\n",
+            )?;
+            let c = Config::load(Some(Path::new("m.toml"))).map_err(|e| e.to_string())?;
+            c.engine.apply(&mut o);
+            assert!(!o.streams(1 << 20) && o.streams((1 << 20) + 1));
+
+            jail.set_env("MUDROCK_ENGINE__STREAMING", "never");
+            let c = Config::load(Some(Path::new("m.toml"))).map_err(|e| e.to_string())?;
+            c.engine.apply(&mut o);
+            assert!(!o.streams(u64::MAX), "never");
+
+            jail.set_env("MUDROCK_ENGINE__STREAMING", "sometimes");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("sometimes"), "{e}");
+            Ok(())
+        });
+    }
 }

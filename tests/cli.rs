@@ -210,3 +210,36 @@ fn a_long_chain_of_fused_nodes_runs() {
         .unwrap();
     assert_eq!(last["rows"], 2);
 }
+
+#[test]
+fn streaming_is_chosen_per_run_and_a_bad_mode_is_refused() {
+    let dir = setup();
+    let out = mudrock(
+        &[
+            "run",
+            "pipeline.json",
+            "--no-cache",
+            "--streaming",
+            "always",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("sales_by_region")
+            && l.contains("succeeded")
+            && l.contains(" 48 ")),
+        "{stdout}"
+    );
+    let out = mudrock(
+        &["run", "pipeline.json", "--streaming", "sometimes"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("expected auto, always or never"),
+        "{}",
+        text(&out.stderr)
+    );
+}

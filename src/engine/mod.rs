@@ -13,6 +13,10 @@
 //! Materialisation points are also the cache points: before running a unit,
 //! its root's cache key is looked up, and a verified hit replaces the whole
 //! unit (a fully cached run only copies outputs).
+//!
+//! A unit runs on Polars' in-memory engine, or on its streaming engine when
+//! its sources are large ([`Streaming`]); there an output that nothing
+//! reads is streamed into its Parquet file instead of being collected.
 
 mod build;
 pub mod ingest;
