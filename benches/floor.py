@@ -60,6 +60,29 @@ def fresh_store(work, data, name):
     return store
 
 
+def binaries(build):
+    """The release `mudrock` and `floor-polars`, built first if asked."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
+    if build:
+        env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
+        subprocess.run(
+            ["cargo", "build", "--release", "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
+            cwd=ROOT, env=env, check=True,
+        )
+    return target / "release" / "mudrock", target / "release" / "floor-polars"
+
+
+def dataset(floor, work, sf):
+    """The seeded data at scale factor sf, generated once under work."""
+    work.mkdir(parents=True, exist_ok=True)
+    sf_name = f"{sf:g}"
+    data = work / f"data-sf{sf_name}"
+    if not (data / "orders.csv").exists():
+        print(f"generating SF={sf_name} data in {data}", file=sys.stderr)
+        subprocess.run([floor, "gen", sf_name, data], check=True)
+    return data
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sf", type=float, default=1.0)
@@ -70,22 +93,9 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
 
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
-    if not a.no_build:
-        env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
-        subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
-            cwd=ROOT, env=env, check=True,
-        )
-    mudrock = target / "release" / "mudrock"
-    floor = target / "release" / "floor-polars"
-
-    a.work.mkdir(parents=True, exist_ok=True)
+    mudrock, floor = binaries(not a.no_build)
+    data = dataset(floor, a.work, a.sf)
     sf_name = f"{a.sf:g}"
-    data = a.work / f"data-sf{sf_name}"
-    if not (data / "orders.csv").exists():
-        print(f"generating SF={sf_name} data in {data}", file=sys.stderr)
-        subprocess.run([floor, "gen", sf_name, data], check=True)
     size = sum(f.stat().st_size for f in data.glob("*.csv"))
     print(f"SF={sf_name}: {size / 2**20:.0f} MiB of CSV, {a.reps} reps, "
           f"{os.cpu_count()} cores", file=sys.stderr)

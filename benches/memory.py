@@ -42,7 +42,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import floor  # noqa: E402  (same data, store layout and binaries)
 
-ROOT = floor.ROOT
 
 
 class Cgroup:
@@ -153,22 +152,9 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
 
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
-    if not a.no_build:
-        env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
-        subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
-            cwd=ROOT, env=env, check=True,
-        )
-    mudrock = target / "release" / "mudrock"
-    floor_bin = target / "release" / "floor-polars"
-
-    a.work.mkdir(parents=True, exist_ok=True)
+    mudrock, floor_bin = floor.binaries(not a.no_build)
+    data = floor.dataset(floor_bin, a.work, a.sf)
     sf_name = f"{a.sf:g}"
-    data = a.work / f"data-sf{sf_name}"
-    if not (data / "orders.csv").exists():
-        print(f"generating SF={sf_name} data in {data}", file=sys.stderr)
-        subprocess.run([floor_bin, "gen", sf_name, data], check=True)
     csvs = sorted(data.glob("*.csv"))
     size = sum(f.stat().st_size for f in csvs) / 2**20
     budget = a.budget_mb << 20
