@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
+use parquet::file::metadata::ParquetMetaData;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -275,7 +276,7 @@ pub fn write_parquet(
         .finish(df)
         .map_err(|e| format!("writing parquet: {e}"))?;
     let nulls: Vec<u64> = df.columns().iter().map(|c| c.null_count() as u64).collect();
-    let (written, _) = parquet_facts(path, df.schema(), &nulls)?;
+    let (written, _) = parquet_facts(path, df.schema(), |_| Ok(nulls))?;
     Ok(written)
 }
 
@@ -293,9 +294,8 @@ pub enum Sunk {
 /// never holding the whole result in memory. Row and null counts are read
 /// back from the file: from its footer's statistics, else by a second,
 /// streaming pass that counts nulls.
-pub fn sink_parquet(lf: LazyFrame, path: &Path, compression: Compression) -> Sunk {
+pub fn sink_parquet(mut lf: LazyFrame, path: &Path, compression: Compression) -> Sunk {
     let _ = std::fs::remove_file(path);
-    let mut lf = lf;
     let schema = match lf.collect_schema() {
         Ok(s) => s,
         Err(e) => return Sunk::Query(e),
@@ -316,33 +316,11 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, compression: Compression) -> Sun
         let _ = std::fs::remove_file(path);
         return Sunk::Query(e);
     }
-    let read_back = || -> Result<(WrittenParquet, u64), String> {
-        if let Some(nulls) = footer_null_counts(path, &schema) {
-            return parquet_facts(path, &schema, &nulls);
-        }
-        let scan = LazyFrame::scan_parquet(
-            PlRefPath::new(path.to_string_lossy().as_ref()),
-            ScanArgsParquet::default(),
-        )
-        .map_err(|e| e.to_string())?;
-        let counts = scan
-            .select([all().as_expr().null_count()])
-            .collect_with_engine(Engine::Streaming)
-            .map_err(|e| format!("reading back null counts: {e}"))?
-            .unwrap_single();
-        let nulls = counts
-            .columns()
-            .iter()
-            .map(|c| {
-                c.cast(&DataType::UInt64)
-                    .ok()
-                    .and_then(|c| c.u64().ok().and_then(|ca| ca.get(0)))
-                    .unwrap_or(0)
-            })
-            .collect::<Vec<_>>();
-        parquet_facts(path, &schema, &nulls)
+    let nulls = |md: &ParquetMetaData| match footer_null_counts(md, &schema) {
+        Some(nulls) => Ok(nulls),
+        None => scanned_null_counts(path),
     };
-    match read_back() {
+    match parquet_facts(path, &schema, nulls) {
         Ok((w, rows)) => Sunk::Written(w, rows),
         Err(e) => Sunk::File(e),
     }
@@ -350,12 +328,8 @@ pub fn sink_parquet(lf: LazyFrame, path: &Path, compression: Compression) -> Sun
 
 /// Null counts per column from the row groups' statistics (no data read),
 /// when every column is a flat leaf with a null count in every row group.
-fn footer_null_counts(path: &Path, schema: &Schema) -> Option<Vec<u64>> {
-    let file = File::open(path).ok()?;
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .ok()?;
-    let leaves = meta.file_metadata().schema_descr().columns().to_vec();
+fn footer_null_counts(md: &ParquetMetaData, schema: &Schema) -> Option<Vec<u64>> {
+    let leaves = md.file_metadata().schema_descr().columns();
     if leaves.len() != schema.len() {
         return None;
     }
@@ -365,20 +339,45 @@ fn footer_null_counts(path: &Path, schema: &Schema) -> Option<Vec<u64>> {
         if parts.len() != 1 || parts[0] != name.as_str() {
             return None;
         }
-        for rg in meta.row_groups() {
+        for rg in md.row_groups() {
             nulls[i] += rg.column(i).statistics()?.null_count_opt()?;
         }
     }
     Some(nulls)
 }
 
+/// Null counts per column by a streaming pass over the file.
+fn scanned_null_counts(path: &Path) -> Result<Vec<u64>, String> {
+    let scan = LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_string_lossy().as_ref()),
+        ScanArgsParquet::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let counts = scan
+        .select([all().as_expr().null_count()])
+        .collect_with_engine(Engine::Streaming)
+        .map_err(|e| format!("reading back null counts: {e}"))?
+        .unwrap_single();
+    Ok(counts
+        .columns()
+        .iter()
+        .map(|c| {
+            c.cast(&DataType::UInt64)
+                .ok()
+                .and_then(|c| c.u64().ok().and_then(|ca| ca.get(0)))
+                .unwrap_or(0)
+        })
+        .collect())
+}
+
 /// Size, blake3 and `schema.json` of a written Parquet file, and its row
 /// count from the footer. Names and types come from Polars' `schema`,
-/// nullability and the Arrow schema from the footer (read with arrow-rs).
+/// nullability and the Arrow schema from the footer (read once, with
+/// arrow-rs), null counts from `nulls` (which may use that footer).
 fn parquet_facts(
     path: &Path,
     schema: &Schema,
-    nulls: &[u64],
+    nulls: impl FnOnce(&ParquetMetaData) -> Result<Vec<u64>, String>,
 ) -> Result<(WrittenParquet, u64), String> {
     let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     let blake3 = crate::cache::hash_file(path).map_err(|e| e.to_string())?;
@@ -386,6 +385,7 @@ fn parquet_facts(
     let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
         .map_err(|e| format!("reading back parquet footer: {e}"))?;
     let rows = meta.metadata().file_metadata().num_rows() as u64;
+    let nulls = nulls(meta.metadata())?;
     let arrow = meta.schema();
     let columns = schema
         .iter()

@@ -108,11 +108,15 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    pub fn streaming_above_bytes(&self) -> u64 {
+        self.streaming_above_mb.saturating_mul(1 << 20)
+    }
+
     /// Sets what this section decides on a run's options.
     pub fn apply(&self, o: &mut crate::engine::RunOptions) {
         o.concurrency = self.concurrency;
         o.streaming = self.streaming;
-        o.streaming_above_bytes = self.streaming_above_mb.saturating_mul(1 << 20);
+        o.streaming_above_bytes = self.streaming_above_bytes();
     }
 }
 

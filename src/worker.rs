@@ -542,7 +542,7 @@ impl Worker {
         loop {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
-            let mut opts = RunOptions {
+            let opts = RunOptions {
                 bucket: self.config.bucket(Some(&row.project_id.to_string())),
                 project_id: row.project_id.to_string(),
                 pipeline_id: row.pipeline_id.to_string(),
@@ -556,11 +556,10 @@ impl Worker {
                 use_cache: true,
                 concurrency: self.config.engine.concurrency,
                 streaming: self.config.engine.streaming,
-                streaming_above_bytes: 0,
+                streaming_above_bytes: self.config.engine.streaming_above_bytes(),
                 events: Some(tx),
                 cancel: held.cancel.clone(),
             };
-            self.config.engine.apply(&mut opts);
             let res = self.engine.run(pipeline.clone(), opts).await;
             let _ = writer.await;
             match res {

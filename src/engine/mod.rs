@@ -1456,20 +1456,37 @@ fn compute(
         };
     };
 
+    // Where the root's Parquet goes when it is written.
+    let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
     // An output with nothing downstream and no export, on the streaming
     // engine, is streamed straight into its Parquet file: the result is
     // never whole in memory.
-    let sink = streaming
-        && write
-        && p.outputs(root).next().is_none()
-        && matches!(&p.nodes[root].kind, NodeKind::Output(c) if c.export.is_none());
-    let collected = if sink {
-        let NodeKind::Output(c) = &p.nodes[root].kind else {
-            unreachable!("sink is only chosen for outputs")
-        };
-        let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
-        match sink_parquet(root_lf, &path, c.compression) {
-            Sunk::Written(parquet, rows) => Ok(Err((path, parquet, rows))),
+    let sink = match &p.nodes[root].kind {
+        NodeKind::Output(c)
+            if streaming && write && c.export.is_none() && p.outputs(root).next().is_none() =>
+        {
+            Some(c.compression)
+        }
+        _ => None,
+    };
+    let collected = match sink {
+        Some(compression) => match sink_parquet(root_lf, &path, compression) {
+            Sunk::Written(parquet, rows) => {
+                for &m in running {
+                    outcomes.push((m, ok((m == root).then_some(rows))));
+                }
+                return Computed {
+                    members: outcomes,
+                    df: None,
+                    rows: Some(rows),
+                    conditions: BTreeMap::new(),
+                    written: Some(Written {
+                        path,
+                        parquet,
+                        export: None,
+                    }),
+                };
+            }
             Sunk::Query(e) => Err(e),
             Sunk::File(msg) => {
                 for &m in running {
@@ -1477,29 +1494,12 @@ fn compute(
                 }
                 return storage_failure(outcomes, root, msg);
             }
-        }
-    } else {
-        collect(root_lf).map(Ok)
+        },
+        None => collect(root_lf),
     };
     // Collect the root; on failure find the member that fails.
     let mut df = match collected {
-        Ok(Ok(df)) => df,
-        Ok(Err((path, parquet, rows))) => {
-            for &m in running {
-                outcomes.push((m, ok((m == root).then_some(rows))));
-            }
-            return Computed {
-                members: outcomes,
-                df: None,
-                rows: Some(rows),
-                conditions: BTreeMap::new(),
-                written: Some(Written {
-                    path,
-                    parquet,
-                    export: None,
-                }),
-            };
-        }
+        Ok(df) => df,
         Err(e) => {
             let mut culprit = None;
             if running.len() > 1 {
@@ -1580,7 +1580,6 @@ fn compute(
             NodeKind::Output(c) => c.compression,
             _ => crate::pipeline::Compression::Zstd,
         };
-        let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
         match write_parquet(&mut df, &path, compression) {
             Ok(parquet) => {
                 let export = match &p.nodes[root].kind {
