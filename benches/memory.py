@@ -2,6 +2,7 @@
 """A source several times larger than a memory budget, run in that budget.
 
     python3 benches/memory.py [--sf 30] [--budget-mb 512] [--pipelines stream,chain] [--reps 3]
+                              [--s3 DIR/env]
 
 Generates the floor harness's seeded data at --sf (orders.csv is ~69 MiB
 per SF: SF=30 is ~2 GiB), makes a cgroup whose memory controller enforces
@@ -23,6 +24,12 @@ it reports the exit, wall time, peak RSS (wait4: includes mapped file
 pages), peak anonymous RSS (RssAnon sampled every 10 ms: memory the process
 allocated itself) and the cgroup's peak charge (process memory plus the
 page cache it read). Outputs are checked equal to the floor's.
+
+With --s3 (the env file `scripts/s3-server.sh start DIR` writes), the data is
+uploaded to that S3 server (a bucket per pipeline) and `mudrock run
+--streaming always` also runs against it, once ("mudrock streaming, S3"): the source is streamed into a
+scratch file while it is hashed and scanned from there, so the budget holds
+for S3 sources too. The server runs outside the cgroup.
 
 Needs a writable cgroup memory controller (root in most containers); without
 one it runs unconfined and says so.
@@ -150,6 +157,7 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--s3", type=Path, help="env file of scripts/s3-server.sh: also run on S3")
     a = ap.parse_args()
 
     mudrock, floor_bin = floor.binaries(not a.no_build)
@@ -163,12 +171,13 @@ def main():
 
     cg = Cgroup.make(budget)
     base = dict(os.environ, RUST_LOG="error")
+    s3 = s3_env(a.s3, base) if a.s3 else None
     results = []
     print(f"{'':28} {'exit':>5} {'wall s':>7} {'peak RSS':>9} {'peak anon':>9} {'cgroup peak':>11}"
           f"  (MiB, medians; budget {a.budget_mb} MiB)")
     try:
         for name in a.pipelines.split(","):
-            results.extend(measure(a, cg, name, data, csvs, mudrock, floor_bin, base))
+            results.extend(measure(a, cg, name, data, csvs, mudrock, floor_bin, base, s3))
     finally:
         if cg:
             cg.remove()
@@ -177,7 +186,20 @@ def main():
                                       "confined": cg is not None, "runs": results}, indent=1))
 
 
-def measure(a, cg, name, data, csvs, mudrock, floor_bin, base):
+def s3_env(env_file, base):
+    """mudrock's environment for the S3 server that env_file describes."""
+    t = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            k, v = line[len("export "):].split("=", 1)
+            t[k] = v
+    return dict(base, MUDROCK_STORE__KIND="s3",
+                MUDROCK_STORE__S3__ENDPOINT=t["MUDROCK_TEST_S3_ENDPOINT"],
+                MUDROCK_STORE__S3__ACCESS_KEY_ID=t["MUDROCK_TEST_S3_ACCESS_KEY"],
+                MUDROCK_STORE__S3__SECRET_ACCESS_KEY=t["MUDROCK_TEST_S3_SECRET_KEY"])
+
+
+def measure(a, cg, name, data, csvs, mudrock, floor_bin, base, s3):
     doc = floor.PIPELINES / f"{name}.json"
 
     def mudrock_run(mode):
@@ -200,6 +222,8 @@ def measure(a, cg, name, data, csvs, mudrock, floor_bin, base):
         shutil.rmtree(out)
 
     rows = {"mudrock streaming": [], "floor streaming": [], "mudrock in-memory": []}
+    if s3:
+        rows["mudrock streaming, S3"] = []
     for rep in range(a.reps):
         for who in (["m", "f"] if rep % 2 == 0 else ["f", "m"]):
             if who == "m":
@@ -218,6 +242,16 @@ def measure(a, cg, name, data, csvs, mudrock, floor_bin, base):
     r, store = mudrock_run("never")
     rows["mudrock in-memory"].append(r)
     shutil.rmtree(store)
+    if s3:
+        # Once, in a bucket of its own (a cold run: no cache, no source
+        # hash index); the server keeps objects in memory, so one copy of
+        # the data per pipeline is what it can hold.
+        env = dict(s3, MUDROCK_PROJECT=f"bench{os.getpid()}{name}")
+        print(f"{name}: uploading the data to S3", file=sys.stderr)
+        subprocess.run([mudrock, "upload", *csvs, "--to", "shared/floor/"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        evict(csvs)
+        rows["mudrock streaming, S3"].append(run_in(cg, [mudrock, "run", "--streaming", "always", doc], env))
 
     results = []
     for who, rs in rows.items():

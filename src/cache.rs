@@ -57,6 +57,17 @@ pub struct SourceObject {
     pub blake3: String,
 }
 
+impl SourceObject {
+    /// The object as hashed: the version the run's keys cover.
+    pub fn as_hashed(&self) -> ObjectMeta {
+        ObjectMeta {
+            key: self.key.clone(),
+            size: self.size,
+            version: self.version.clone(),
+        }
+    }
+}
+
 /// The hash of a pipeline definition: blake3 of its canonical JSON. Stored
 /// with every saved version and in every run's metadata, so a run can be
 /// traced to the exact definition it ran.
@@ -144,27 +155,27 @@ pub fn hash_bytes(data: &[u8]) -> String {
 }
 
 /// blake3 of a stored object, off the async threads: memory-mapped in
-/// place on the local store, else fetched first.
+/// place on the local store, else streamed through the hasher (never
+/// whole in memory).
 pub async fn hash_object(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
 ) -> Result<String, StoreError> {
-    let task = match store.local_path(bucket, key) {
+    match store.local_path(bucket, key) {
         Some(p) => {
             let key = key.to_string();
             let bucket = bucket.to_string();
             tokio::task::spawn_blocking(move || {
                 hash_file(&p).map_err(|e| StoreError::io(&bucket, &key, e))
             })
+            .await
+            .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
         }
-        None => {
-            let data = store.get(bucket, key).await?;
-            tokio::task::spawn_blocking(move || Ok(hash_bytes(&data)))
-        }
-    };
-    task.await
-        .map_err(|e| StoreError::Other(format!("hash task: {e}")))?
+        None => Ok(crate::store::download(store, bucket, key, None)
+            .await?
+            .blake3),
+    }
 }
 
 /// An entry of the source hash index.
@@ -184,13 +195,20 @@ fn index_key(source_key: &str) -> String {
     )
 }
 
-/// Hashes a source object, or takes the hash from the index when the
-/// object's size and version are unchanged. Returns whether bytes were read.
-pub async fn hash_source(
+/// Hashes a source object with `read` (which returns the object as read
+/// and the blake3 of its bytes), or takes the hash from the index when
+/// the object's size and version are unchanged. Returns whether bytes
+/// were read.
+pub async fn hash_source<F, Fut>(
     store: &dyn ObjectStore,
     bucket: &str,
     meta: &ObjectMeta,
-) -> Result<(SourceObject, bool), StoreError> {
+    read: F,
+) -> Result<(SourceObject, bool), StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(ObjectMeta, String), StoreError>>,
+{
     let ik = index_key(&meta.key);
     if let Ok(raw) = store.get(bucket, &ik).await {
         if let Ok(e) = serde_json::from_slice::<IndexEntry>(&raw) {
@@ -207,11 +225,13 @@ pub async fn hash_source(
             }
         }
     }
-    let blake3 = hash_object(store, bucket, &meta.key).await?;
+    // What was read may be newer than the listing: record that version,
+    // so the key and the index describe the bytes that were hashed.
+    let (read_meta, blake3) = read().await?;
     let obj = SourceObject {
         key: meta.key.clone(),
-        size: meta.size,
-        version: meta.version.clone(),
+        size: read_meta.size,
+        version: read_meta.version,
         blake3,
     };
     let entry = IndexEntry {

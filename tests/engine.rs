@@ -1272,3 +1272,81 @@ async fn the_streaming_engine_writes_what_the_in_memory_engine_writes() {
         .collect();
     assert_eq!(nulls, vec![0, 2, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_source_is_downloaded_once_and_a_replacement_mid_run_is_caught() {
+    let env = Env::new();
+    env.put("shared/a.csv", "x\n1\n2\n3\n");
+    let d = doc(
+        "remote",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "f",
+                json!({"operator": "filter", "predicate": "x > 1"}),
+                &["a"],
+            ),
+            output("o", "f"),
+        ],
+        vec![],
+    );
+    let (p, _) = mudrock::validate::validate(d, Default::default()).unwrap();
+    let p = Arc::new(p);
+    let scratch = tempfile::tempdir().unwrap();
+
+    // The store has no local paths (as S3): the source is streamed into
+    // the run's scratch directory once, hashed on the way, and scanned
+    // from there; it is never fetched whole.
+    let remote = Arc::new(HookedStore::remote(env.store.clone()));
+    let engine = Engine::new(remote.clone()).with_scratch(scratch.path().to_path_buf());
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    assert_eq!(node(&r.meta, "o").rows, Some(2));
+    assert_eq!(remote.count("reader", "shared/a.csv"), 1, "one download");
+    assert_eq!(remote.count("get", "shared/a.csv"), 0, "never whole");
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "the run's scratch directory (and the download) is gone"
+    );
+
+    // Cache off, and the object is replaced after it was listed (its hash
+    // comes from the source index, for the old version) but before the
+    // unit reads it: the unit must not file the new bytes under the old
+    // content's key.
+    let path = env.path("shared/a.csv");
+    let mut replacing = HookedStore::remote(env.store.clone());
+    replacing.before = Box::new(move |op, key| {
+        if op == "reader" && key == "shared/a.csv" {
+            let tmp = path.with_extension("new");
+            std::fs::write(&tmp, "x\n5\n6\n7\n8\n").unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+    });
+    let engine = Engine::new(Arc::new(replacing)).with_scratch(scratch.path().to_path_buf());
+    let mut opts = RunOptions::local(&p);
+    opts.use_cache = false;
+    let r = engine.run(p.clone(), opts).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Failed);
+    let a = node(&r.meta, "a");
+    assert_eq!(
+        (a.status, a.reason.as_deref()),
+        (NodeStatus::Failed, Some("storage"))
+    );
+    let msg = a.error.as_deref().unwrap();
+    assert!(
+        msg.starts_with("source \"shared/a.csv\" changed while the run read it (version ")
+            && msg.ends_with("); run again to use the new version"),
+        "{msg}"
+    );
+    assert_eq!(node(&r.meta, "o").status, NodeStatus::Skipped);
+    assert!(
+        !env.exists(&format!("{}outputs/o/data.parquet", r.run_prefix)),
+        "no output from a source that changed under the run"
+    );
+
+    // The next run sees the new version, hashes it and uses it.
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    assert_eq!(node(&r.meta, "o").rows, Some(4));
+}

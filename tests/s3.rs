@@ -112,10 +112,13 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_rehas
         "{:?}",
         first.meta.error
     );
-    assert!(
-        hooked.count("get", "shared/") > 0,
-        "a cold run reads its sources"
-    );
+    // Each source is streamed into the run's scratch directory once, hashed
+    // on the way, and scanned from there: never fetched whole.
+    for f in ["orders.csv", "customers.csv", "products.ndjson"] {
+        let key = format!("shared/sales/{f}");
+        assert_eq!(hooked.count("reader", &key), 1, "{key} downloaded once");
+    }
+    assert_eq!(hooked.count("get", "shared/"), 0, "no source read whole");
 
     // The same run on the local store: same files, same output bytes.
     let env = common::Env::new();
@@ -186,12 +189,15 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_rehas
         .lock()
         .unwrap()
         .iter()
-        .filter(|(op, k)| op == "get" && (k.starts_with("shared/") || k.ends_with("data.parquet")))
-        .map(|(_, k)| k.clone())
+        .filter(|(op, k)| {
+            (op == "get" || op == "reader")
+                && (k.starts_with("shared/") || k.ends_with("data.parquet"))
+        })
+        .map(|(op, k)| format!("{op} {k}"))
         .collect();
     assert_eq!(
         gets,
-        ["shared/sales/customers.csv"],
+        ["reader shared/sales/customers.csv"],
         "the failing assert's input is the only data downloaded; verifying hits needs none"
     );
     let s3_files: Vec<String> = s3

@@ -84,21 +84,19 @@ fn clean(msg: String) -> String {
         .to_string()
 }
 
+/// Whether the call is to an aggregate function (one value per group).
+/// A window function (`sum(x) OVER (...)`) is one value per row.
+pub fn is_aggregate_call(f: &sqlparser::ast::Function) -> bool {
+    f.over.is_none() && AGGREGATES.contains(&f.name.to_string().to_lowercase().as_str())
+}
+
 /// Whether the expression calls an aggregate function.
 pub fn is_aggregate(expr: &SqlExpr) -> bool {
-    let mut found = false;
-    let _ = visit_expressions(expr, |e| {
-        if let SqlExpr::Function(f) = e {
-            let name = f.name.to_string().to_lowercase();
-            // A window function (`sum(x) OVER (...)`) is one value per row.
-            if f.over.is_none() && AGGREGATES.contains(&name.as_str()) {
-                found = true;
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    found
+    visit_expressions(expr, |e| match e {
+        SqlExpr::Function(f) if is_aggregate_call(f) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 /// Column names the expression refers to (plain identifiers only; qualified

@@ -1,21 +1,23 @@
 //! Ingestion: resolving a node's source keys and globs to objects, and
 //! scanning them with Polars.
 //!
-//! On the local store sources are scanned in place by path, so Polars can
-//! push filters and projections into the reader; other stores hand over the
-//! bytes.
+//! Sources are always scanned from local files, so Polars can push filters
+//! and projections into the reader and stream what does not fit in memory:
+//! on the local store the objects themselves, on S3 copies streamed into
+//! the run's scratch directory while they are hashed ([`SourceFiles`]).
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use globset::GlobBuilder;
 use polars::prelude::*;
+use tokio::sync::OnceCell;
 
 use crate::error::{NodeError, NodeErrorKind};
 use crate::pipeline::{Format, IngestionConfig};
-use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::store::{Downloaded, ObjectMeta, ObjectStore, StoreError};
 
 fn is_glob(key: &str) -> bool {
     key.contains(['*', '?', '[', '{'])
@@ -76,7 +78,6 @@ pub async fn resolve(
 #[derive(Clone)]
 pub enum SourceData {
     Paths(Vec<PathBuf>),
-    Buffers(Vec<Bytes>),
     /// Only the schema (read from Parquet footers): enough to plan.
     Schema(SchemaRef),
 }
@@ -85,7 +86,6 @@ impl SourceData {
     fn len(&self) -> usize {
         match self {
             SourceData::Paths(p) => p.len(),
-            SourceData::Buffers(b) => b.len(),
             SourceData::Schema(_) => 1,
         }
     }
@@ -94,7 +94,6 @@ impl SourceData {
     pub fn single(&self, i: usize) -> SourceData {
         match self {
             SourceData::Paths(p) => SourceData::Paths(vec![p[i].clone()]),
-            SourceData::Buffers(b) => SourceData::Buffers(vec![b[i].clone()]),
             SourceData::Schema(s) => SourceData::Schema(s.clone()),
         }
     }
@@ -108,11 +107,6 @@ impl SourceData {
                     .collect();
                 ScanSources::Paths(paths.into())
             }
-            SourceData::Buffers(b) => {
-                let bufs: Vec<polars_buffer::Buffer<u8>> =
-                    b.iter().map(|b| b.to_vec().into()).collect();
-                ScanSources::Buffers(Arc::from(bufs))
-            }
             SourceData::Schema(_) => ScanSources::Buffers(Arc::from(Vec::new())),
         }
     }
@@ -120,35 +114,123 @@ impl SourceData {
     fn read_all(&self) -> std::io::Result<Vec<Vec<u8>>> {
         match self {
             SourceData::Paths(p) => p.iter().map(std::fs::read).collect(),
-            SourceData::Buffers(b) => Ok(b.iter().map(|b| b.to_vec()).collect()),
             SourceData::Schema(_) => Ok(Vec::new()),
         }
     }
 }
 
-/// Collects the sources' data: local paths where the store has them.
+/// Remote sources copied into the run's scratch directory, once per run.
+///
+/// On a store without local paths (S3), a source is streamed into a file
+/// while it is hashed; the unit that reads it scans that file. So hashing
+/// and scanning read the same bytes, the object is downloaded once, never
+/// held whole in memory, and Polars scans it in place with pushdown and,
+/// on the streaming engine, bounded memory. On the local store the object
+/// itself is the file.
+pub struct SourceFiles {
+    dir: PathBuf,
+    files: Mutex<HashMap<String, Arc<OnceCell<(Downloaded, PathBuf)>>>>,
+}
+
+impl SourceFiles {
+    /// Files go under `dir` (created on the first download).
+    pub fn new(dir: PathBuf) -> Self {
+        SourceFiles {
+            dir,
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The object's file in the scratch directory, downloaded (and
+    /// hashed) the first time any caller asks for it.
+    async fn download(
+        &self,
+        store: &dyn ObjectStore,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Downloaded, PathBuf), StoreError> {
+        let (cell, n) = {
+            let mut files = self.files.lock().unwrap();
+            let n = files.len();
+            (files.entry(key.to_string()).or_default().clone(), n)
+        };
+        let got = cell
+            .get_or_try_init(|| async {
+                tokio::fs::create_dir_all(&self.dir).await.map_err(|e| {
+                    StoreError::Other(format!("scratch dir {}: {e}", self.dir.display()))
+                })?;
+                // A counter keeps names apart; the object's own name stays
+                // at the end for whoever looks in the scratch directory.
+                let name = key.rsplit('/').next().unwrap_or("source");
+                let path = self.dir.join(format!("{n:04}-{name}"));
+                let d = crate::store::download(store, bucket, key, Some(&path)).await?;
+                tracing::debug!(key, bytes = d.meta.size, path = %path.display(), "source downloaded");
+                Ok::<_, StoreError>((d, path))
+            })
+            .await?;
+        Ok(got.clone())
+    }
+
+    /// Hashes a source: in place on the local store, else while
+    /// downloading it. Returns the object as read and its blake3.
+    pub async fn hash(
+        &self,
+        store: &dyn ObjectStore,
+        bucket: &str,
+        meta: &ObjectMeta,
+    ) -> Result<(ObjectMeta, String), StoreError> {
+        if store.local_path(bucket, &meta.key).is_some() {
+            let h = crate::cache::hash_object(store, bucket, &meta.key).await?;
+            return Ok((meta.clone(), h));
+        }
+        let (d, _) = self.download(store, bucket, &meta.key).await?;
+        Ok((d.meta, d.blake3))
+    }
+
+    /// A local file with the source's bytes. Fails when the object read
+    /// is not the version the run's cache keys were computed from (it was
+    /// replaced during the run): its results would be filed under the old
+    /// content's key. Retrying the unit cannot help; a new run can.
+    pub async fn path(
+        &self,
+        store: &dyn ObjectStore,
+        bucket: &str,
+        hashed: &ObjectMeta,
+    ) -> Result<PathBuf, NodeError> {
+        if let Some(p) = store.local_path(bucket, &hashed.key) {
+            return Ok(p);
+        }
+        let (d, path) = self
+            .download(store, bucket, &hashed.key)
+            .await
+            .map_err(NodeError::storage)?;
+        if d.meta.version != hashed.version {
+            return Err(NodeError::new(
+                NodeErrorKind::Storage,
+                format!(
+                    "source \"{}\" changed while the run read it (version {} became {}); run again to use the new version",
+                    hashed.key, hashed.version, d.meta.version
+                ),
+            ));
+        }
+        Ok(path)
+    }
+}
+
+/// Local files with the sources' data: the objects themselves on the
+/// local store, else copies in the run's scratch directory. `objects` are
+/// as hashed (their version is the one the keys cover).
 pub async fn fetch(
     store: &dyn ObjectStore,
     bucket: &str,
     objects: &[ObjectMeta],
+    files: &SourceFiles,
 ) -> Result<SourceData, NodeError> {
-    let paths: Option<Vec<PathBuf>> = objects
-        .iter()
-        .map(|o| store.local_path(bucket, &o.key))
-        .collect();
-    if let Some(p) = paths {
-        return Ok(SourceData::Paths(p));
-    }
-    let mut bufs = Vec::with_capacity(objects.len());
+    let mut paths = Vec::with_capacity(objects.len());
     for o in objects {
-        bufs.push(
-            store
-                .get(bucket, &o.key)
-                .await
-                .map_err(NodeError::storage)?,
-        );
+        paths.push(files.path(store, bucket, o).await?);
     }
-    Ok(SourceData::Buffers(bufs))
+    Ok(SourceData::Paths(paths))
 }
 
 fn overrides(cfg: &IngestionConfig) -> Option<Schema> {

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use mudrock_operators::Input;
 use polars::prelude::*;
@@ -209,6 +208,8 @@ struct Ctx {
     pipeline: Arc<Pipeline>,
     opts: RunOptions,
     prep: Prepared,
+    /// Remote sources downloaded by hashing, scanned by units.
+    files: ingest::SourceFiles,
     scratch: PathBuf,
     run_prefix: String,
     computed: AtomicBool,
@@ -269,7 +270,14 @@ impl Engine {
             .delete(&opts.bucket, &format!("{run_prefix}metadata.json"))
             .await?;
 
-        let prep = prepare(store.as_ref(), &opts, &pipeline).await?;
+        let scratch = tempfile::Builder::new()
+            .prefix("mudrock-run-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| {
+                EngineError::Internal(format!("scratch dir in {}: {e}", self.scratch.display()))
+            })?;
+        let files = ingest::SourceFiles::new(scratch.path().join("sources"));
+        let prep = prepare(store.as_ref(), &opts, &pipeline, &files).await?;
         tracing::info!(
             run_id = %opts.run_id,
             pipeline = %opts.pipeline_id,
@@ -278,17 +286,12 @@ impl Engine {
             bytes_hashed = prep.bytes_hashed,
             "run started"
         );
-        let scratch = tempfile::Builder::new()
-            .prefix("mudrock-run-")
-            .tempdir_in(&self.scratch)
-            .map_err(|e| {
-                EngineError::Internal(format!("scratch dir in {}: {e}", self.scratch.display()))
-            })?;
         let ctx = Arc::new(Ctx {
             store: store.clone(),
             pipeline: pipeline.clone(),
             opts: opts.clone(),
             prep,
+            files,
             scratch: scratch.path().to_path_buf(),
             run_prefix: run_prefix.clone(),
             computed: AtomicBool::new(false),
@@ -424,6 +427,7 @@ pub(crate) async fn prepare(
     store: &dyn ObjectStore,
     opts: &RunOptions,
     p: &Pipeline,
+    files: &ingest::SourceFiles,
 ) -> Result<Prepared, EngineError> {
     let n = p.nodes.len();
     let order = topo_order(p);
@@ -449,7 +453,8 @@ pub(crate) async fn prepare(
                     let mut hashed = Vec::with_capacity(objs.len());
                     let mut failed = None;
                     for m in objs {
-                        match cache::hash_source(store, &opts.bucket, &m).await {
+                        let read = || files.hash(store, &opts.bucket, &m);
+                        match cache::hash_source(store, &opts.bucket, &m, read).await {
                             Ok((o, read)) => {
                                 if read {
                                     bytes_hashed += o.size;
@@ -697,7 +702,6 @@ enum Gate {
 enum Ready {
     Frame(DataFrame),
     Path(PathBuf),
-    Bytes(Bytes),
 }
 
 impl Ready {
@@ -708,13 +712,6 @@ impl Ready {
                 PlRefPath::new(p.to_string_lossy().as_ref()),
                 ScanArgsParquet::default(),
             ),
-            Ready::Bytes(b) => {
-                let buf: polars_buffer::Buffer<u8> = b.to_vec().into();
-                LazyFrame::scan_parquet_sources(
-                    ScanSources::Buffers(Arc::from(vec![buf])),
-                    ScanArgsParquet::default(),
-                )
-            }
         }
     }
 }
@@ -740,14 +737,19 @@ async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeE
             );
             match ctx.store.local_path(&ctx.opts.bucket, &data_key) {
                 Some(p) => Ok(Ready::Path(p)),
+                // Streamed into a scratch file and scanned from there, as
+                // sources are: never whole in memory.
                 None => {
-                    let b = ctx
-                        .store
-                        .get(&ctx.opts.bucket, &data_key)
-                        .await
-                        .map_err(NodeError::storage)?;
-                    let _ = node;
-                    Ok(Ready::Bytes(b))
+                    let path = ctx.scratch.join(format!("input-{node}-{key}.parquet"));
+                    crate::store::download(
+                        ctx.store.as_ref(),
+                        &ctx.opts.bucket,
+                        &data_key,
+                        Some(&path),
+                    )
+                    .await
+                    .map_err(NodeError::storage)?;
+                    Ok(Ready::Path(path))
                 }
             }
         }
@@ -944,8 +946,10 @@ async fn run_unit_once(
         if let Some(src) = &ctx.prep.sources[m] {
             match src {
                 Ok(objs) => {
-                    let metas: Vec<ObjectMeta> = objs.iter().map(|(m, _)| m.clone()).collect();
-                    match ingest::fetch(ctx.store.as_ref(), &ctx.opts.bucket, &metas).await {
+                    let metas: Vec<ObjectMeta> = objs.iter().map(|(_, o)| o.as_hashed()).collect();
+                    match ingest::fetch(ctx.store.as_ref(), &ctx.opts.bucket, &metas, &ctx.files)
+                        .await
+                    {
                         Ok(d) => {
                             source_data
                                 .insert(m, (d, metas.iter().map(|o| o.key.clone()).collect()));

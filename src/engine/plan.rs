@@ -57,7 +57,13 @@ pub async fn plan(
     opts: &RunOptions,
 ) -> Result<PlanReport, EngineError> {
     store.create_bucket(&opts.bucket).await?;
-    let prep = prepare(store, opts, &pipeline).await?;
+    // Remote CSV and JSON sources are downloaded to infer their schema.
+    let scratch = tempfile::Builder::new()
+        .prefix("mudrock-plan-")
+        .tempdir()
+        .map_err(|e| EngineError::Internal(format!("scratch dir: {e}")))?;
+    let files = ingest::SourceFiles::new(scratch.path().to_path_buf());
+    let prep = prepare(store, opts, &pipeline, &files).await?;
     let mut order = Vec::new();
     for &i in &prep.order {
         let node = &pipeline.nodes[i];
@@ -98,7 +104,7 @@ pub async fn plan(
     for (i, src) in prep.sources.iter().enumerate() {
         match src {
             Some(Ok(objs)) => {
-                let metas: Vec<_> = objs.iter().map(|(m, _)| m.clone()).collect();
+                let metas: Vec<_> = objs.iter().map(|(_, o)| o.as_hashed()).collect();
                 let node = &pipeline.nodes[i];
                 let parquet = matches!(&node.kind, NodeKind::Ingestion(c) if c.effective_format() == Some(crate::pipeline::Format::Parquet));
                 let remote = metas
@@ -110,7 +116,7 @@ pub async fn plan(
                         .await
                         .map(|s| ingest::SourceData::Schema(Arc::new(s)))
                 } else {
-                    ingest::fetch(store, &opts.bucket, &metas).await
+                    ingest::fetch(store, &opts.bucket, &metas, &files).await
                 };
                 match fetched {
                     Ok(d) => {

@@ -24,6 +24,7 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_prefix: &str) {
     delete(store, &bucket).await;
     copy(store, &bucket).await;
     streaming(store, &bucket).await;
+    streaming_reads(store, &bucket).await;
     put_file(store, &bucket).await;
     ranges(store, &bucket).await;
     invalid_keys(store, &bucket).await;
@@ -215,6 +216,59 @@ async fn streaming(store: &dyn ObjectStore, b: &str) {
         1,
         "no temporary objects are listed"
     );
+}
+
+async fn streaming_reads(store: &dyn ObjectStore, b: &str) {
+    // The 20 MiB object written by `streaming`: more than one download
+    // batch, so batching and the file's order are exercised.
+    let whole = store.get(b, "s/big.bin").await.unwrap();
+    let head = store.head(b, "s/big.bin").await.unwrap();
+    let mut r = store.reader(b, "s/big.bin").await.expect("reader");
+    assert_eq!(r.meta(), &head, "a reader reports the object it opened");
+    let mut read = Vec::new();
+    while let Some(c) = r.next_chunk().await.expect("next_chunk") {
+        read.extend_from_slice(&c);
+    }
+    assert!(
+        read == whole.as_ref(),
+        "chunks add up to the object, in order"
+    );
+    assert!(
+        r.next_chunk().await.unwrap().is_none(),
+        "a finished reader stays finished"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big.bin");
+    let d = super::download(store, b, "s/big.bin", Some(&dest))
+        .await
+        .expect("download");
+    assert_eq!(d.meta, head);
+    assert_eq!(d.blake3, blake3::hash(&whole).to_hex().to_string());
+    assert!(
+        std::fs::read(&dest).unwrap() == whole.as_ref(),
+        "download writes the object's bytes"
+    );
+    let hashed = super::download(store, b, "s/big.bin", None).await.unwrap();
+    assert_eq!(hashed.blake3, d.blake3, "hashing without a file");
+
+    let empty = store.put(b, "s/empty", Bytes::new()).await.unwrap();
+    let d = super::download(store, b, "s/empty", Some(&dir.path().join("e")))
+        .await
+        .expect("download an empty object");
+    assert_eq!((d.meta.size, d.meta.version), (0, empty.version));
+    assert_eq!(d.blake3, blake3::hash(b"").to_hex().to_string());
+    store.delete(b, "s/empty").await.unwrap();
+
+    let gone = dir.path().join("gone");
+    assert!(
+        matches!(
+            super::download(store, b, "s/missing.bin", Some(&gone)).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "downloading a missing object is NotFound"
+    );
+    assert!(!gone.exists(), "a failed download leaves no file");
 }
 
 async fn put_file(store: &dyn ObjectStore, b: &str) {

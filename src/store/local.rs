@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-use super::{ObjectMeta, ObjectStore, ObjectWriter, Result, StoreError, check_bucket, check_key};
+use super::{
+    ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError, check_bucket,
+    check_key,
+};
 
 /// Marker in the names of temporary files; listings skip them.
 const TMP_MARK: &str = ".mudrock-tmp-";
@@ -102,6 +105,31 @@ impl ObjectStore for LocalStore {
             .await
             .map(Bytes::from)
             .map_err(|e| StoreError::io(bucket, key, e))
+    }
+
+    async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
+        let path = self.path(bucket, key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?;
+        // Metadata of the open file: an object replaced meanwhile (by
+        // rename) does not change what this handle reads.
+        let m = file
+            .metadata()
+            .await
+            .map_err(|e| StoreError::io(bucket, key, e))?;
+        if !m.is_file() {
+            return Err(StoreError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
+        }
+        Ok(Box::new(LocalReader {
+            file,
+            meta: meta(key, &m),
+            left: m.len(),
+            bucket: bucket.into(),
+        }))
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
@@ -262,6 +290,37 @@ impl ObjectStore for LocalStore {
             .await
             .map_err(|e| StoreError::io(bucket, key, e))?;
         Ok(Bytes::from(buf))
+    }
+}
+
+/// Chunk size of a local streaming read.
+const READ_CHUNK: u64 = 8 << 20;
+
+struct LocalReader {
+    file: tokio::fs::File,
+    meta: ObjectMeta,
+    left: u64,
+    bucket: String,
+}
+
+#[async_trait]
+impl ObjectReader for LocalReader {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        use tokio::io::AsyncReadExt;
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; self.left.min(READ_CHUNK) as usize];
+        self.file
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| StoreError::io(&self.bucket, &self.meta.key, e))?;
+        self.left -= buf.len() as u64;
+        Ok(Some(Bytes::from(buf)))
     }
 }
 

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{ObjectMeta, ObjectStore, ObjectWriter, Result, StoreError, check_bucket, check_key};
+use super::{
+    ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, OneChunk, Result, StoreError,
+    check_bucket, check_key,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -76,6 +79,25 @@ impl ObjectStore for MemoryStore {
                 bucket: bucket.into(),
                 key: key.into(),
             })
+    }
+
+    async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
+        self.inner.check(bucket, key)?;
+        let objects = self.inner.objects.lock().unwrap();
+        let (data, v) = objects
+            .get(&(bucket.to_string(), key.to_string()))
+            .ok_or_else(|| StoreError::NotFound {
+                bucket: bucket.into(),
+                key: key.into(),
+            })?;
+        Ok(Box::new(OneChunk {
+            meta: ObjectMeta {
+                key: key.into(),
+                size: data.len() as u64,
+                version: format!("v{v}"),
+            },
+            data: Some(data.clone()),
+        }))
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {

@@ -91,6 +91,33 @@ pub trait ObjectWriter: Send {
     async fn abort(self: Box<Self>) -> Result<()>;
 }
 
+/// A streaming download: what was opened, then its bytes chunk by chunk.
+#[async_trait]
+pub trait ObjectReader: Send {
+    /// The object as opened: size and version of the bytes this reader
+    /// yields (not of a later overwrite).
+    fn meta(&self) -> &ObjectMeta;
+    /// The next chunk, or `None` after the last.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>>;
+}
+
+/// The whole object as one chunk (stores that hold objects in memory).
+pub(crate) struct OneChunk {
+    pub(crate) meta: ObjectMeta,
+    pub(crate) data: Option<Bytes>,
+}
+
+#[async_trait]
+impl ObjectReader for OneChunk {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.data.take())
+    }
+}
+
 /// Buckets of objects addressed by key.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug {
@@ -112,6 +139,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         let all = self.get(bucket, key).await?;
         let end = (range.end as usize).min(all.len());
         Ok(all.slice((range.start as usize).min(end)..end))
+    }
+
+    /// Opens an object for a streaming read, so an object larger than
+    /// memory can be copied or hashed chunk by chunk ([`download`]).
+    async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
+        let data = self.get(bucket, key).await?;
+        let mut meta = self.head(bucket, key).await?;
+        meta.size = data.len() as u64;
+        Ok(Box::new(OneChunk {
+            meta,
+            data: Some(data),
+        }))
     }
 
     /// Uploads a local file, streaming it in chunks.
@@ -147,6 +186,100 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn local_path(&self, _bucket: &str, _key: &str) -> Option<PathBuf> {
         None
     }
+}
+
+/// What [`download`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// The object as read (its version may be newer than a listing's).
+    pub meta: ObjectMeta,
+    /// blake3 of the bytes, hex.
+    pub blake3: String,
+}
+
+/// Bytes gathered before one blocking hash-and-write step: large enough
+/// that the thread hand-off is noise, small enough to bound memory.
+const DOWNLOAD_BATCH: usize = 8 << 20;
+
+/// Streams an object into the file `dest` (when given) and hashes it on
+/// the way, off the async threads: memory stays bounded by one batch
+/// whatever the object's size, and the hash is of exactly the bytes
+/// written. A failed download removes the partial file.
+pub async fn download(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    dest: Option<&Path>,
+) -> Result<Downloaded> {
+    let r = copy_chunks(store, bucket, key, dest).await;
+    if r.is_err() {
+        if let Some(d) = dest {
+            let _ = tokio::fs::remove_file(d).await;
+        }
+    }
+    r
+}
+
+async fn copy_chunks(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    dest: Option<&Path>,
+) -> Result<Downloaded> {
+    use std::io::Write;
+    let io = |e: std::io::Error| StoreError::Other(format!("{bucket}/{key}: local copy: {e}"));
+    let mut reader = store.reader(bucket, key).await?;
+    let meta = reader.meta().clone();
+    let mut file = match dest {
+        Some(d) => Some(std::fs::File::create(d).map_err(io)?),
+        None => None,
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
+    let mut total = 0u64;
+    loop {
+        let chunk = reader.next_chunk().await?;
+        let end = chunk.is_none();
+        if let Some(c) = chunk {
+            batched += c.len();
+            total += c.len() as u64;
+            batch.push(c);
+        }
+        if batched >= DOWNLOAD_BATCH || (end && batched > 0) {
+            let chunks = std::mem::take(&mut batch);
+            batched = 0;
+            let (h, f) = tokio::task::spawn_blocking(move || {
+                let (mut h, mut f) = (hasher, file);
+                for c in &chunks {
+                    h.update(c);
+                    if let Some(f) = f.as_mut() {
+                        f.write_all(c)?;
+                    }
+                }
+                Ok::<_, std::io::Error>((h, f))
+            })
+            .await
+            .map_err(|e| StoreError::Other(format!("download task: {e}")))?
+            .map_err(io)?;
+            hasher = h;
+            file = f;
+        }
+        if end {
+            break;
+        }
+    }
+    if total != meta.size {
+        // A connection cut short without an error: never hand on a prefix.
+        return Err(StoreError::Transient(format!(
+            "{bucket}/{key}: read {total} of {} bytes",
+            meta.size
+        )));
+    }
+    Ok(Downloaded {
+        meta,
+        blake3: hasher.finalize().to_hex().to_string(),
+    })
 }
 
 /// Checks that a key is a relative path that stays inside its bucket.

@@ -14,7 +14,7 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{ObjectMeta, ObjectStore, ObjectWriter, Result, StoreError};
+use super::{ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError};
 
 /// How long and how often to retry.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -121,6 +121,12 @@ impl ObjectStore for RetryingStore {
 
     async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
         retried!(self, "copy", to, || self.inner.copy(bucket, from, to))
+    }
+
+    /// Opening is retried; a chunk that fails mid-stream is not (the
+    /// bytes before it are gone): `download` callers try again whole.
+    async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
+        retried!(self, "reader", key, || self.inner.reader(bucket, key))
     }
 
     /// A streaming write cannot be replayed from here (the chunks are gone);

@@ -22,7 +22,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::{ObjectMeta, ObjectStore, ObjectWriter, Result, StoreError, check_bucket, check_key};
+use super::{
+    ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError, check_bucket,
+    check_key,
+};
 
 /// How to reach the S3 server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +140,32 @@ impl S3Store {
     }
 }
 
+/// A GET whose body is read as it arrives (the SDK's chunks), never
+/// gathered whole.
+struct S3Reader {
+    meta: ObjectMeta,
+    body: ByteStream,
+    bucket: String,
+}
+
+#[async_trait]
+impl ObjectReader for S3Reader {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        match self.body.next().await {
+            None => Ok(None),
+            Some(Ok(b)) => Ok(Some(b)),
+            Some(Err(e)) => Err(StoreError::Transient(format!(
+                "{}/{}: reading body: {e}",
+                self.bucket, self.meta.key
+            ))),
+        }
+    }
+}
+
 /// The one place SDK errors become store errors: not found, unauthorized,
 /// transient (throttling, timeouts, connection failures, 5xx), other.
 pub fn map_sdk_error<E>(bucket: &str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
@@ -246,6 +275,27 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes> {
         self.fetch(bucket, key, None).await
+    }
+
+    async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
+        check_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(bucket, key, e))?;
+        Ok(Box::new(S3Reader {
+            meta: ObjectMeta {
+                key: key.into(),
+                size: out.content_length().unwrap_or(0) as u64,
+                version: etag(out.e_tag()),
+            },
+            body: out.body,
+            bucket: bucket.into(),
+        }))
     }
 
     async fn get_range(

@@ -149,6 +149,9 @@ pub struct HookedStore {
     pub fail: Box<dyn Fn(&str, &str) -> bool + Send + Sync>,
     pub before: Box<dyn Fn(&str, &str) + Send + Sync>,
     pub calls: std::sync::Mutex<Vec<(String, String)>>,
+    /// Hide the inner store's local paths, so a local directory behaves
+    /// like a remote store (sources are downloaded, not read in place).
+    pub remote: bool,
 }
 
 impl HookedStore {
@@ -158,6 +161,15 @@ impl HookedStore {
             fail: Box::new(|_, _| false),
             before: Box::new(|_, _| {}),
             calls: Default::default(),
+            remote: false,
+        }
+    }
+
+    /// A store without local paths over `inner`.
+    pub fn remote(inner: Arc<dyn ObjectStore>) -> Self {
+        HookedStore {
+            remote: true,
+            ..Self::new(inner)
         }
     }
 
@@ -270,7 +282,18 @@ impl ObjectStore for HookedStore {
         self.enter("put_file", k)?;
         self.inner.put_file(b, k, p).await
     }
+    async fn reader(
+        &self,
+        b: &str,
+        k: &str,
+    ) -> mudrock::store::Result<Box<dyn mudrock::store::ObjectReader>> {
+        self.enter("reader", k)?;
+        self.inner.reader(b, k).await
+    }
     fn local_path(&self, b: &str, k: &str) -> Option<PathBuf> {
+        if self.remote {
+            return None;
+        }
         self.inner.local_path(b, k)
     }
 }
