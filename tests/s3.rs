@@ -238,7 +238,12 @@ async fn planning_reads_only_parquet_footers() {
     mudrock::engine::plan::plan(first.as_ref(), p.clone(), &opts)
         .await
         .unwrap();
-    assert_eq!(first.count("get", "shared/"), 1, "hashed once");
+    assert_eq!(first.count("reader", "shared/"), 1, "hashed once");
+    assert_eq!(
+        first.count("get", "shared/"),
+        0,
+        "streamed, not fetched whole"
+    );
     let hooked = Arc::new(common::HookedStore::new(s3.clone()));
     let plan = mudrock::engine::plan::plan(hooked.as_ref(), p, &opts)
         .await
@@ -254,7 +259,7 @@ async fn planning_reads_only_parquet_footers() {
         [("id", "int64"), ("name", "string"), ("twice", "int64")]
     );
     assert_eq!(
-        hooked.count("get", "shared/"),
+        hooked.count("get", "shared/") + hooked.count("reader", "shared/"),
         0,
         "the schema comes without a download"
     );

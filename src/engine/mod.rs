@@ -740,7 +740,12 @@ async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeE
                 // Streamed into a scratch file and scanned from there, as
                 // sources are: never whole in memory.
                 None => {
-                    let path = ctx.scratch.join(format!("input-{node}-{key}.parquet"));
+                    // One file per reader: units reading the same input
+                    // at once must not write into each other's copy.
+                    let path = ctx.scratch.join(format!(
+                        "input-{node}-{}.parquet",
+                        uuid::Uuid::now_v7().simple()
+                    ));
                     crate::store::download(
                         ctx.store.as_ref(),
                         &ctx.opts.bucket,
