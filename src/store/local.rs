@@ -55,6 +55,17 @@ impl LocalStore {
     }
 }
 
+/// An object's metadata; a directory under the key is no object.
+fn file_meta(bucket: &str, key: &str, m: &std::fs::Metadata) -> Result<ObjectMeta> {
+    if !m.is_file() {
+        return Err(StoreError::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        });
+    }
+    Ok(meta(key, m))
+}
+
 fn meta(key: &str, m: &std::fs::Metadata) -> ObjectMeta {
     let nanos = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
     ObjectMeta {
@@ -118,15 +129,9 @@ impl ObjectStore for LocalStore {
             .metadata()
             .await
             .map_err(|e| StoreError::io(bucket, key, e))?;
-        if !m.is_file() {
-            return Err(StoreError::NotFound {
-                bucket: bucket.into(),
-                key: key.into(),
-            });
-        }
         Ok(Box::new(LocalReader {
             file,
-            meta: meta(key, &m),
+            meta: file_meta(bucket, key, &m)?,
             left: m.len(),
             bucket: bucket.into(),
         }))
@@ -137,13 +142,7 @@ impl ObjectStore for LocalStore {
         let m = tokio::fs::metadata(&path)
             .await
             .map_err(|e| StoreError::io(bucket, key, e))?;
-        if !m.is_file() {
-            return Err(StoreError::NotFound {
-                bucket: bucket.into(),
-                key: key.into(),
-            });
-        }
-        Ok(meta(key, &m))
+        file_meta(bucket, key, &m)
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
