@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mudrock against the raw-Polars floor, whole process, wall time.
 
-    python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40]
+    python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40] [--streaming] [--fixed] [--indexed]
 
 Builds the release binaries (`mudrock`, and `floor-polars` from
 benches/floor/: the same pipelines as one hand-written lazy plan each, same
@@ -17,6 +17,14 @@ products; kept in --work for later runs), then per pipeline:
 - with --indexed, also "indexed": `mudrock run` on a store whose source
   hash index is warm but which holds no cache entry (every node computed,
   no source hashed): cold minus indexed is what hashing the sources costs;
+- with --fixed, also the floor's "-fixed" variant where it has one
+  (joins): the same plan with its float sum aggregated in a fixed order,
+  as mudrock plans it (null for an all-null group, not partitionable):
+  mudrock against it is the engine's own cost, without that choice;
+- with --streaming, both sides on Polars' streaming engine (`floor-polars
+  run ... --streaming`, `mudrock run --streaming always`) instead of each
+  side's default (the floor in memory; mudrock streams row-wise units and
+  runs the rest in memory);
 - cached: `mudrock run` again on a store where the pipeline already ran
   (every node a cache hit), --reps times; median and its ratio to the
   floor's cold median.
@@ -37,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "benches" / "floor" / "pipelines"
+# Pipelines whose floor has a "-fixed" variant (see --fixed).
+FIXED = {"joins"}
 
 
 def timed(cmd, env=None):
@@ -96,6 +106,10 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--indexed", action="store_true",
                     help="also time cold runs whose sources are already hashed")
+    ap.add_argument("--streaming", action="store_true",
+                    help="both sides on Polars' streaming engine")
+    ap.add_argument("--fixed", action="store_true",
+                    help="also time the floor with mudrock's fixed-order float sums (joins)")
     a = ap.parse_args()
 
     mudrock, floor = binaries(not a.no_build)
@@ -106,15 +120,17 @@ def main():
           f"{os.cpu_count()} cores", file=sys.stderr)
 
     env = dict(os.environ, RUST_LOG="error")
+    m_run = [mudrock, "run"] + (["--streaming", "always"] if a.streaming else [])
+    f_opts = ["--streaming"] if a.streaming else []
     results = []
     for name in a.pipelines.split(","):
         doc = PIPELINES / f"{name}.json"
-        cold, floor_t, cached, indexed = [], [], [], []
+        cold, floor_t, cached, indexed, fixed = [], [], [], [], []
         rss_m, rss_f, rss_c = 0.0, 0.0, 0.0
         for rep in range(a.reps):
             def run_mudrock():
                 store = fresh_store(a.work, data, "cold")
-                t, r = timed([mudrock, "run", "--store", store, doc], env)
+                t, r = timed(m_run + ["--store", store, doc], env)
                 if rep == 0:
                     check_same(store)
                 shutil.rmtree(store)
@@ -123,13 +139,13 @@ def main():
             def run_floor():
                 out = a.work / "floor-out"
                 shutil.rmtree(out, ignore_errors=True)
-                return timed([floor, "run", name, data, out], env)
+                return timed([floor, "run", name, data, out] + f_opts, env)
 
             def check_same(store):
                 # The comparison is only fair if both write the same tables.
                 out = a.work / "floor-check"
                 shutil.rmtree(out, ignore_errors=True)
-                timed([floor, "run", name, data, out], env)
+                timed([floor, "run", name, data, out] + f_opts, env)
                 runs = store / "project-local" / "pipelines" / f"floor-{name}" / "runs"
                 for f in sorted(out.glob("*.parquet")):
                     ours = list(runs.glob(f"*/outputs/{f.stem}/data.parquet"))
@@ -142,15 +158,22 @@ def main():
                 # A first run fills the source hash index; its runs and
                 # cache entries go, so the timed run computes everything.
                 store = fresh_store(a.work, data, "indexed")
-                timed([mudrock, "run", "--store", store, doc], env)
+                timed(m_run + ["--store", store, doc], env)
                 shutil.rmtree(store / "project-local" / "pipelines")
-                t, r = timed([mudrock, "run", "--store", store, doc], env)
+                t, r = timed(m_run + ["--store", store, doc], env)
                 shutil.rmtree(store)
                 return t, r
+
+            def run_fixed():
+                out = a.work / "floor-out"
+                shutil.rmtree(out, ignore_errors=True)
+                return timed([floor, "run", f"{name}-fixed", data, out] + f_opts, env)
 
             order = [("m", run_mudrock), ("f", run_floor)]
             if a.indexed:
                 order.append(("i", run_indexed))
+            if a.fixed and name in FIXED:
+                order.append(("x", run_fixed))
             if rep % 2:
                 order.reverse()
             for who, fn in order:
@@ -160,13 +183,15 @@ def main():
                     rss_m = max(rss_m, r)
                 elif who == "i":
                     indexed.append(t)
+                elif who == "x":
+                    fixed.append(t)
                 else:
                     floor_t.append(t)
                     rss_f = max(rss_f, r)
         store = fresh_store(a.work, data, "cached")
-        timed([mudrock, "run", "--store", store, doc], env)
+        timed(m_run + ["--store", store, doc], env)
         for _ in range(a.reps):
-            t, r = timed([mudrock, "run", "--store", store, doc], env)
+            t, r = timed(m_run + ["--store", store, doc], env)
             cached.append(t)
             rss_c = max(rss_c, r)
         shutil.rmtree(store)
@@ -185,6 +210,10 @@ def main():
             res["mudrock_indexed_s"] = statistics.median(indexed)
             res["indexed_ratio"] = res["mudrock_indexed_s"] / res["floor_s"]
             res["all"]["indexed"] = indexed
+        if fixed:
+            res["floor_fixed_s"] = statistics.median(fixed)
+            res["fixed_ratio"] = res["mudrock_cold_s"] / res["floor_fixed_s"]
+            res["all"]["floor_fixed"] = fixed
         results.append(res)
         print(f"{name:8} floor {res['floor_s']*1000:8.0f} ms | mudrock cold {res['mudrock_cold_s']*1000:8.0f} ms "
               f"({res['cold_ratio']:.2f}x) | cached {res['mudrock_cached_s']*1000:6.0f} ms "
@@ -193,6 +222,9 @@ def main():
         if indexed:
             print(f"{'':8} mudrock cold, sources already hashed {res['mudrock_indexed_s']*1000:8.0f} ms "
                   f"({res['indexed_ratio']:.2f}x)", flush=True)
+        if fixed:
+            print(f"{'':8} floor with fixed-order float sums {res['floor_fixed_s']*1000:8.0f} ms; "
+                  f"mudrock cold against it {res['fixed_ratio']:.2f}x", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
 

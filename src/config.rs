@@ -297,9 +297,10 @@ mod tests {
             c.engine.apply(&mut o);
             assert_eq!(o.streaming, Streaming::Auto);
             assert!(
-                !o.streams(2 << 30) && o.streams((2 << 30) + 1),
+                !o.streams(2 << 30, false) && o.streams((2 << 30) + 1, false),
                 "auto: above 2 GiB"
             );
+            assert!(o.streams(0, true), "auto: row-wise units whatever the size");
 
             jail.create_file(
                 "m.toml",
@@ -307,12 +308,12 @@ mod tests {
             )?;
             let c = Config::load(Some(Path::new("m.toml"))).map_err(|e| e.to_string())?;
             c.engine.apply(&mut o);
-            assert!(!o.streams(1 << 20) && o.streams((1 << 20) + 1));
+            assert!(!o.streams(1 << 20, false) && o.streams((1 << 20) + 1, false));
 
             jail.set_env("MUDROCK_ENGINE__STREAMING", "never");
             let c = Config::load(Some(Path::new("m.toml"))).map_err(|e| e.to_string())?;
             c.engine.apply(&mut o);
-            assert!(!o.streams(u64::MAX), "never");
+            assert!(!o.streams(u64::MAX, true), "never");
 
             jail.set_env("MUDROCK_ENGINE__STREAMING", "sometimes");
             let e = Config::load(None).unwrap_err().to_string();

@@ -1274,6 +1274,82 @@ async fn the_streaming_engine_writes_what_the_in_memory_engine_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn auto_streams_row_wise_units_and_their_rows_keep_their_order() {
+    use mudrock::engine::{Streaming, row_wise};
+    let is_row_wise = |ops: Vec<serde_json::Value>| {
+        let mut nodes = vec![ingest("src", "shared/rows.csv")];
+        let mut last = "src".to_string();
+        for (i, cfg) in ops.into_iter().enumerate() {
+            let id = format!("n{i}");
+            nodes.push(op(&id, cfg, &[last.as_str()]));
+            last = id;
+        }
+        nodes.push(output("out", &last));
+        let (p, _) = mudrock::validate::validate(doc("rw", nodes, vec![]), Default::default())
+            .expect("valid");
+        let all: Vec<usize> = (0..p.nodes.len()).collect();
+        row_wise(&p, &all)
+    };
+    let row_ops = vec![
+        json!({"operator": "filter", "predicate": "x % 2 = 0"}),
+        json!({"operator": "derive", "columns": [{"name": "y", "expr": "x * 1.5 + id"}]}),
+        json!({"operator": "fill_null", "columns": [{"name": "tag", "value": "none"}]}),
+        json!({"operator": "cast", "columns": [{"name": "id", "dtype": "float64"}]}),
+        json!({"operator": "select", "columns": ["id", "y", "tag", {"name": "z", "expr": "y - x"}]}),
+    ];
+    assert!(is_row_wise(row_ops.clone()));
+    // Whatever groups, joins rows, orders or looks at other rows is not.
+    for other in [
+        json!({"operator": "derive", "columns": [{"name": "s", "expr": "sum(x) OVER (PARTITION BY tag)"}]}),
+        json!({"operator": "filter", "predicate": "x > avg(x) OVER ()"}),
+        json!({"operator": "fill_null", "strategy": "forward"}),
+        json!({"operator": "aggregate", "by": ["tag"], "aggregations": [{"name": "n", "expr": "count(*)"}]}),
+        json!({"operator": "sort", "by": ["x"]}),
+        json!({"operator": "limit", "n": 5}),
+        json!({"operator": "distinct"}),
+    ] {
+        assert!(!is_row_wise(vec![row_ops[0].clone(), other.clone()]), "{other}");
+    }
+
+    // Enough rows for the streaming engine to cut the source into morsels:
+    // the streamed output holds the in-memory engine's rows in the same
+    // order, and is the same file on every run.
+    let mut csv = String::from("id,x,tag\n");
+    for i in 0..200_000u64 {
+        let tag = if i % 3 == 0 { "" } else { "b" };
+        csv.push_str(&format!("{i},{},{tag}\n", (i * 7919) % 1000));
+    }
+    let d = doc(
+        "rows",
+        vec![
+            ingest("src", "shared/rows.csv"),
+            op("keep", row_ops[0].clone(), &["src"]),
+            op("calc", row_ops[1].clone(), &["keep"]),
+            op("fill", row_ops[2].clone(), &["calc"]),
+            op("cols", row_ops[4].clone(), &["fill"]),
+            output("out", "cols"),
+        ],
+        vec![],
+    );
+    let mut files = Vec::new();
+    for mode in [Streaming::Never, Streaming::Auto, Streaming::Auto] {
+        let env = Env::new();
+        env.put("shared/rows.csv", &csv);
+        let r = env.run_with(&d, |o| o.streaming = mode).await;
+        assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+        let path = format!("{}outputs/out/data.parquet", r.run_prefix);
+        files.push((env.parquet(&path), env.read(&path)));
+    }
+    let (never, auto) = (&files[0].0, &files[1].0);
+    assert_eq!(never.height(), 100_000);
+    assert!(
+        never.equals_missing(auto),
+        "same rows, same order:\n{never}\n{auto}"
+    );
+    assert_eq!(files[1].1, files[2].1, "the streamed file is the same every run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_remote_source_is_downloaded_once_and_a_replacement_mid_run_is_caught() {
     let env = Env::new();
     env.put("shared/a.csv", "x\n1\n2\n3\n");

@@ -4,7 +4,10 @@
 //! writer), and the seeded data generator.
 //!
 //!     floor-polars gen SF DIR            # orders (2 M × SF), customers, products
-//!     floor-polars run PIPELINE DATA OUT # chain | joins | fanout | chain40
+//!     floor-polars run PIPELINE DATA OUT [--streaming]
+//!                                        # chain | joins | fanout | chain40
+//!                                        # (--streaming: Polars' streaming
+//!                                        # engine, as `mudrock run --streaming always`)
 //!     floor-polars same A.parquet B.parquet  # same columns, types and rows?
 
 use std::path::{Path, PathBuf};
@@ -18,11 +21,18 @@ fn main() {
             args[2].parse().expect("SF is a number"),
             Path::new(&args[3]),
         ),
-        Some("run") if args.len() == 5 => run(&args[2], Path::new(&args[3]), Path::new(&args[4])),
+        Some("run") if args.len() == 5 || (args.len() == 6 && args[5] == "--streaming") => {
+            let engine = if args.len() == 6 {
+                Engine::Streaming
+            } else {
+                Engine::InMemory
+            };
+            run(&args[2], Path::new(&args[3]), Path::new(&args[4]), engine)
+        }
         Some("same") if args.len() == 4 => same(Path::new(&args[2]), Path::new(&args[3])),
         _ => {
             eprintln!(
-                "usage: floor-polars gen SF DIR | run PIPELINE DATA OUT | same A.parquet B.parquet"
+                "usage: floor-polars gen SF DIR | run PIPELINE DATA OUT [--streaming] | same A.parquet B.parquet"
             );
             std::process::exit(2);
         }
@@ -148,7 +158,7 @@ fn write(out: &Path, name: &str, mut df: DataFrame) -> PolarsResult<()> {
     Ok(())
 }
 
-fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
+fn run(pipeline: &str, data: &Path, out: &Path, engine: Engine) -> PolarsResult<()> {
     match pipeline {
         // csv → filter → derive → output, streamed into its file on the
         // streaming engine (benches/memory.py).
@@ -191,11 +201,22 @@ fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
                     [col("units"), col("customer_id")],
                     SortMultipleOptions::default().with_order_descending_multi([true, false]),
                 )
-                .collect()?;
+                .collect_with_engine(engine)?.unwrap_single();
             write(out, "out", df)
         }
-        // orders ⋈ products ⋈ customers → aggregate → top 10
-        "joins" => {
+        // orders ⋈ products ⋈ customers → aggregate → top 10. "joins-fixed"
+        // sums the float revenue the way mudrock's SQL sum is planned (null
+        // for an all-null group), which Polars cannot partition: the same
+        // fixed-order aggregation, to tell the engine's cost from that choice.
+        "joins" | "joins-fixed" => {
+            let revenue = if pipeline == "joins-fixed" {
+                when(col("revenue").null_count().lt(col("revenue").len()))
+                    .then(col("revenue").sum())
+                    .otherwise(lit(NULL))
+                    .alias("revenue")
+            } else {
+                col("revenue").sum()
+            };
             let df = scan(data, "orders")?
                 .join(
                     scan(data, "products")?,
@@ -214,19 +235,19 @@ fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
                     JoinArgs::new(JoinType::Inner),
                 )
                 .group_by([col("region"), col("category")])
-                .agg([col("revenue").sum(), len().alias("orders")])
+                .agg([revenue, len().alias("orders")])
                 .sort_by_exprs(
                     [col("revenue"), col("region"), col("category")],
                     SortMultipleOptions::default()
                         .with_order_descending_multi([true, false, false]),
                 )
                 .limit(10)
-                .collect()?;
+                .collect_with_engine(engine)?.unwrap_single();
             write(out, "top", df)
         }
         // one source into four aggregations
         "fanout" => {
-            let orders = scan(data, "orders")?.collect()?;
+            let orders = scan(data, "orders")?.collect_with_engine(engine)?.unwrap_single();
             let plans = [
                 (
                     "by_status",
@@ -265,7 +286,7 @@ fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
                 ),
             ];
             for (name, lf) in plans {
-                write(out, name, lf.collect()?)?;
+                write(out, name, lf.collect_with_engine(engine)?.unwrap_single())?;
             }
             Ok(())
         }
@@ -275,7 +296,7 @@ fn run(pipeline: &str, data: &Path, out: &Path) -> PolarsResult<()> {
             for _ in 0..40 {
                 lf = lf.with_column((col("discount") + lit(0.001)).alias("discount"));
             }
-            write(out, "out", lf.collect()?)
+            write(out, "out", lf.collect_with_engine(engine)?.unwrap_single())
         }
         other => Err(PolarsError::ComputeError(
             format!("unknown pipeline {other}").into(),

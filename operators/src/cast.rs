@@ -30,6 +30,10 @@ impl Operator for Cast {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), OpError> {
         for (i, c) in self.columns.iter().enumerate() {
             dtype::check(&format!("columns[{i}].dtype"), &c.dtype)?;

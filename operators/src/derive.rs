@@ -19,6 +19,12 @@ impl Operator for Derive {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        self.columns
+            .iter()
+            .all(|c| crate::expr::is_row_wise(&c.expr))
+    }
+
     fn validate(&self) -> Result<(), OpError> {
         if self.columns.is_empty() {
             return Err(OpError::config(

@@ -16,6 +16,10 @@ impl Operator for Drop {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        true
+    }
+
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "columns", &self.columns)?;

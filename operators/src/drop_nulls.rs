@@ -17,6 +17,10 @@ impl Operator for DropNulls {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        true
+    }
+
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let subset = subset_selector(&input.schema, &self.subset)?;

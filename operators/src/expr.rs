@@ -99,6 +99,20 @@ pub fn is_aggregate(expr: &SqlExpr) -> bool {
     .is_break()
 }
 
+/// Whether the expression computes a row's value from that row alone: it
+/// parses, and calls no aggregate and no window function (`OVER`).
+pub fn is_row_wise(text: &str) -> bool {
+    parse(text).is_ok_and(|expr| {
+        visit_expressions(&expr, |e| match e {
+            SqlExpr::Function(f) if f.over.is_some() || is_aggregate_call(f) => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        })
+        .is_continue()
+    })
+}
+
 /// Column names the expression refers to (plain identifiers only; qualified
 /// names are left to Polars).
 pub fn columns(expr: &SqlExpr) -> Vec<String> {
@@ -149,6 +163,18 @@ pub fn check_columns(field: &str, text: &str, schema: &Schema) -> Result<(), OpE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_wise_means_no_aggregate_and_no_window() {
+        assert!(is_row_wise("x * 2 + 1"));
+        assert!(is_row_wise("CASE WHEN s = 'a' THEN upper(s) ELSE coalesce(s, '') END"));
+        assert!(is_row_wise("x > 1 AND y IS NOT NULL"));
+        assert!(!is_row_wise("sum(x) OVER (PARTITION BY g)"));
+        assert!(!is_row_wise("x - lag(x) OVER (ORDER BY t)"));
+        assert!(!is_row_wise("row_number() OVER (ORDER BY t)"));
+        assert!(!is_row_wise("x / sum(x)"));
+        assert!(!is_row_wise("x +"), "what does not parse is not known to be row-wise");
+    }
 
     #[test]
     fn parses_and_finds_columns() {

@@ -59,6 +59,11 @@ impl Operator for FillNull {
         Arity::Exactly(1)
     }
 
+    /// Constants per column are; strategies look at other rows.
+    fn row_wise(&self) -> bool {
+        self.strategy.is_none()
+    }
+
     fn validate(&self) -> Result<(), OpError> {
         match (&self.columns, &self.strategy) {
             (Some(_), Some(_)) => Err(OpError::config(

@@ -17,6 +17,10 @@ impl Operator for Filter {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        expr::is_row_wise(&self.predicate)
+    }
+
     fn expressions(&self) -> Vec<ExprRef> {
         vec![ExprRef {
             field: "predicate".into(),

@@ -156,6 +156,16 @@ pub trait Operator: ConfigJson + Send + Sync + fmt::Debug {
     /// Builds the output frame. Inputs come in the pipeline's input order.
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError>;
 
+    /// Whether every output row is computed from one input row alone, in
+    /// input order (filters, projections, row expressions without windows).
+    /// Such operators give the same rows in the same order on Polars'
+    /// streaming engine as on the in-memory one, so the engine may stream
+    /// them whatever the size. Anything that groups, joins, sorts, windows
+    /// or looks at neighbouring rows says no (the default).
+    fn row_wise(&self) -> bool {
+        false
+    }
+
     /// Operators that must look at their materialised output (assert) say so.
     fn needs_check(&self) -> bool {
         false

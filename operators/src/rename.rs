@@ -18,6 +18,10 @@ impl Operator for Rename {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), OpError> {
         let mut seen = std::collections::BTreeSet::new();
         for (old, new) in &self.mapping {

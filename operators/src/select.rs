@@ -33,6 +33,13 @@ impl Operator for Select {
         Arity::Exactly(1)
     }
 
+    fn row_wise(&self) -> bool {
+        self.columns.iter().all(|c| match c {
+            SelectItem::Name(_) => true,
+            SelectItem::Expr(e) => expr::is_row_wise(&e.expr),
+        })
+    }
+
     fn validate(&self) -> Result<(), OpError> {
         if self.columns.is_empty() {
             return Err(OpError::config(

@@ -66,7 +66,7 @@ pub struct RunOptions {
     /// Which Polars engine computes a unit (see [`Streaming`]).
     pub streaming: Streaming,
     /// With [`Streaming::Auto`]: a unit whose sources add up to more bytes
-    /// than this runs on the streaming engine.
+    /// than this runs on the streaming engine (a row-wise unit always does).
     pub streaming_above_bytes: u64,
     pub events: Option<mpsc::UnboundedSender<Event>>,
     /// Set to stop between nodes; the run ends `cancelled`.
@@ -74,12 +74,14 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Whether a unit reading `source_bytes` of sources streams.
-    pub fn streams(&self, source_bytes: u64) -> bool {
+    /// Whether a unit reading `source_bytes` of sources streams;
+    /// `row_wise` says every member computes each row from one input row
+    /// (see [`Streaming::Auto`]).
+    pub fn streams(&self, source_bytes: u64, row_wise: bool) -> bool {
         match self.streaming {
             Streaming::Always => true,
             Streaming::Never => false,
-            Streaming::Auto => source_bytes > self.streaming_above_bytes,
+            Streaming::Auto => row_wise || source_bytes > self.streaming_above_bytes,
         }
     }
 
@@ -111,12 +113,18 @@ impl RunOptions {
 
 /// When a unit runs on Polars' streaming engine instead of the in-memory
 /// one. The streaming engine processes a source in morsels, so a source
-/// larger than memory runs in bounded memory; the in-memory engine holds
-/// whole frames, and is as fast or faster on what fits.
+/// larger than memory runs in bounded memory, and it is faster on these
+/// benches whatever the size; but where rows meet (group-bys, joins) it
+/// combines them in no fixed order, so float sums change in their last
+/// bits and joined rows come out in another order run to run. The
+/// in-memory engine's results are byte-identical run to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Streaming {
-    /// Stream units whose sources exceed `streaming_above_bytes`.
+    /// Stream units that only filter, project and compute row expressions
+    /// (their output is the same on both engines, row for row, in order),
+    /// and any unit whose sources exceed `streaming_above_bytes`; the rest
+    /// run in memory, deterministically.
     #[default]
     Auto,
     Always,
@@ -979,7 +987,7 @@ async fn run_unit_once(
         .filter_map(|r| r.as_ref().ok())
         .flat_map(|objs| objs.iter().map(|(meta, _)| meta.size))
         .sum();
-    let streaming = ctx.opts.streams(source_bytes);
+    let streaming = ctx.opts.streams(source_bytes, row_wise(p, &running));
     if streaming {
         tracing::debug!(node = %p.nodes[root].id, source_bytes, "unit on the streaming engine");
     }
@@ -1081,6 +1089,15 @@ async fn run_unit_once(
     Ok(UnitOutcome {
         nodes: results,
         outputs,
+    })
+}
+
+/// Whether every member computes each output row from one input row, in
+/// order: scans, outputs and row-wise operators (`Operator::row_wise`).
+pub fn row_wise(p: &Pipeline, members: &[usize]) -> bool {
+    members.iter().all(|&m| match &p.nodes[m].kind {
+        NodeKind::Ingestion(_) | NodeKind::Output(_) => true,
+        NodeKind::Operator { op, .. } => op.row_wise(),
     })
 }
 
