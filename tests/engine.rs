@@ -1308,7 +1308,10 @@ async fn auto_streams_row_wise_units_and_their_rows_keep_their_order() {
         json!({"operator": "limit", "n": 5}),
         json!({"operator": "distinct"}),
     ] {
-        assert!(!is_row_wise(vec![row_ops[0].clone(), other.clone()]), "{other}");
+        assert!(
+            !is_row_wise(vec![row_ops[0].clone(), other.clone()]),
+            "{other}"
+        );
     }
 
     // Enough rows for the streaming engine to cut the source into morsels:
@@ -1346,7 +1349,10 @@ async fn auto_streams_row_wise_units_and_their_rows_keep_their_order() {
         never.equals_missing(auto),
         "same rows, same order:\n{never}\n{auto}"
     );
-    assert_eq!(files[1].1, files[2].1, "the streamed file is the same every run");
+    assert_eq!(
+        files[1].1, files[2].1,
+        "the streamed file is the same every run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -201,7 +201,8 @@ fn run(pipeline: &str, data: &Path, out: &Path, engine: Engine) -> PolarsResult<
                     [col("units"), col("customer_id")],
                     SortMultipleOptions::default().with_order_descending_multi([true, false]),
                 )
-                .collect_with_engine(engine)?.unwrap_single();
+                .collect_with_engine(engine)?
+                .unwrap_single();
             write(out, "out", df)
         }
         // orders ⋈ products ⋈ customers → aggregate → top 10. "joins-fixed"
@@ -242,12 +243,15 @@ fn run(pipeline: &str, data: &Path, out: &Path, engine: Engine) -> PolarsResult<
                         .with_order_descending_multi([true, false, false]),
                 )
                 .limit(10)
-                .collect_with_engine(engine)?.unwrap_single();
+                .collect_with_engine(engine)?
+                .unwrap_single();
             write(out, "top", df)
         }
         // one source into four aggregations
         "fanout" => {
-            let orders = scan(data, "orders")?.collect_with_engine(engine)?.unwrap_single();
+            let orders = scan(data, "orders")?
+                .collect_with_engine(engine)?
+                .unwrap_single();
             let plans = [
                 (
                     "by_status",

@@ -167,13 +167,18 @@ mod tests {
     #[test]
     fn row_wise_means_no_aggregate_and_no_window() {
         assert!(is_row_wise("x * 2 + 1"));
-        assert!(is_row_wise("CASE WHEN s = 'a' THEN upper(s) ELSE coalesce(s, '') END"));
+        assert!(is_row_wise(
+            "CASE WHEN s = 'a' THEN upper(s) ELSE coalesce(s, '') END"
+        ));
         assert!(is_row_wise("x > 1 AND y IS NOT NULL"));
         assert!(!is_row_wise("sum(x) OVER (PARTITION BY g)"));
         assert!(!is_row_wise("x - lag(x) OVER (ORDER BY t)"));
         assert!(!is_row_wise("row_number() OVER (ORDER BY t)"));
         assert!(!is_row_wise("x / sum(x)"));
-        assert!(!is_row_wise("x +"), "what does not parse is not known to be row-wise");
+        assert!(
+            !is_row_wise("x +"),
+            "what does not parse is not known to be row-wise"
+        );
     }
 
     #[test]
