@@ -5,7 +5,7 @@
 //!     cargo bench --bench operators                 # 1 M rows
 //!     MUDROCK_BENCH_ROWS=10000000 cargo bench --bench operators
 //!
-//! Per-node overhead: compare `engine/chain/1` and `engine/chain/40` (the
+//! Per-node overhead: compare `engine/chain/1`, `/40` and `/120` (the
 //! same 1,000-row table through 1 or 40 trivial nodes):
 //! (t40 - t1) / 39.
 
@@ -184,7 +184,7 @@ fn engine(c: &mut Criterion) {
     let engine = Engine::new(store);
     let mut group = c.benchmark_group("engine");
     group.sample_size(20);
-    for len in [1usize, 40] {
+    for len in [1usize, 40, 120] {
         let (p, _) = mudrock::validate::validate(chain(len), Default::default()).unwrap();
         let p = Arc::new(p);
         group.bench_with_input(BenchmarkId::new("chain", len), &p, |b, p| {

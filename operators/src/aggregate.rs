@@ -35,7 +35,7 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 use crate::select::NamedExpr;
-use crate::sqlutil::{INPUT, ident, over};
+use crate::sqlutil::{INPUT, ident, over, over_stand_in};
 use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,19 +82,21 @@ impl Operator for Aggregate {
         // Whether `sum(arg)` is exact whatever the order: integers and
         // booleans (asking Polars for the argument's type plans, it does
         // not compute).
-        let frame = input.frame.clone();
+        let stand_in = DataFrame::empty_with_arc_schema(input.schema.clone()).lazy();
         let exact_sum = |arg: &str| {
-            over(frame.clone(), &format!("SELECT ({arg}) AS a FROM {INPUT}"))
-                .and_then(|mut lf| lf.collect_schema())
-                .is_ok_and(|s| {
-                    s.iter_values()
-                        .all(|dt| dt.is_integer() || dt == &DataType::Boolean)
-                })
+            over(
+                stand_in.clone(),
+                &format!("SELECT ({arg}) AS a FROM {INPUT}"),
+            )
+            .and_then(|mut lf| lf.collect_schema())
+            .is_ok_and(|s| {
+                s.iter_values()
+                    .all(|dt| dt.is_integer() || dt == &DataType::Boolean)
+            })
         };
         let q = two_phase_query(&self.by, &self.aggregations, &exact_sum)
             .unwrap_or_else(|| one_phase_query(&self.by, &self.aggregations));
-        let lf = over(input.frame, &q)?;
-        Ok(lf)
+        Ok(over_stand_in(input.frame, &input.schema, |f| over(f, &q))?)
     }
 }
 

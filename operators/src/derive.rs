@@ -5,7 +5,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::select::NamedExpr;
-use crate::sqlutil::{INPUT, ident, over};
+use crate::sqlutil::{INPUT, ident, over, over_stand_in};
 use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ impl Operator for Derive {
         let input = crate::one(inputs);
         // Column names as they evolve: replaced in place, new ones appended.
         let mut names: Vec<String> = input.schema.iter_names().map(|n| n.to_string()).collect();
-        let mut lf = input.frame;
+        let mut queries = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {
             let field = format!("columns[{i}].expr");
             let parsed = crate::expr::parse(&c.expr).map_err(|m| {
@@ -80,8 +80,14 @@ impl Operator for Derive {
                 items.push(computed);
                 names.push(c.name.clone());
             }
-            lf = over(lf, &format!("SELECT {} FROM {INPUT}", items.join(", ")))?;
+            queries.push(format!("SELECT {} FROM {INPUT}", items.join(", ")));
         }
-        Ok(lf)
+        let apply = |mut lf: LazyFrame| {
+            for q in &queries {
+                lf = over(lf, q)?;
+            }
+            Ok(lf)
+        };
+        Ok(over_stand_in(input.frame, &input.schema, apply)?)
     }
 }

@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::sqlutil::{INPUT, over};
+use crate::sqlutil::{INPUT, over, over_stand_in};
 use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,9 +32,7 @@ impl Operator for Filter {
     fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         expr::check_columns("predicate", &self.predicate, &input.schema)?;
-        Ok(over(
-            input.frame,
-            &format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate),
-        )?)
+        let q = format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate);
+        Ok(over_stand_in(input.frame, &input.schema, |f| over(f, &q))?)
     }
 }

@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::sqlutil::{INPUT, ident, over};
+use crate::sqlutil::{INPUT, ident, over, over_stand_in};
 use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,9 +82,7 @@ impl Operator for Select {
                 }
             }
         }
-        Ok(over(
-            input.frame,
-            &format!("SELECT {} FROM {INPUT}", items.join(", ")),
-        )?)
+        let q = format!("SELECT {} FROM {INPUT}", items.join(", "));
+        Ok(over_stand_in(input.frame, &input.schema, |f| over(f, &q))?)
     }
 }

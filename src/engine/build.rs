@@ -8,12 +8,20 @@ use super::ingest::{self, SourceData};
 use crate::error::{NodeError, NodeErrorKind};
 use crate::pipeline::{Node, NodeKind};
 
+/// Resolves frames' schemas in one pair of Polars plan arenas shared by
+/// every node built in a unit (or a `plan`), so a node's schema is derived
+/// from its input's already-resolved plan instead of re-resolving the whole
+/// growing plan from the scan for every node (what `collect_schema` on a
+/// fresh frame does: quadratic in the chain's length).
+pub type SchemaOf<'a> = dyn FnMut(&mut LazyFrame) -> PolarsResult<SchemaRef> + 'a;
+
 /// Builds `node`'s frame and resolves its schema, so that config problems
 /// (unknown columns, type clashes) are pinned on the node that has them.
 pub fn build_node(
     node: &Node,
     inputs: Vec<Input>,
     sources: Option<&SourceData>,
+    schema_of: &mut SchemaOf<'_>,
 ) -> Result<(LazyFrame, SchemaRef), NodeError> {
     let lf = match &node.kind {
         NodeKind::Ingestion(cfg) => {
@@ -31,7 +39,7 @@ pub fn build_node(
             .ok_or_else(|| NodeError::new(NodeErrorKind::Internal, "output without input"))?,
     };
     let mut lf = lf;
-    let schema = lf.collect_schema().map_err(|e| {
+    let schema = schema_of(&mut lf).map_err(|e| {
         let kind = if matches!(node.kind, NodeKind::Ingestion(_)) {
             NodeErrorKind::Data
         } else {
@@ -39,7 +47,10 @@ pub fn build_node(
         };
         NodeError::new(kind, clean_polars(&e.to_string()))
     })?;
-    Ok((lf, schema))
+    // The plan now points into the shared arenas; a frame Polars SQL made
+    // still carries SQL's own arenas, which `collect_schema` would read
+    // that pointer from. A frame without arenas of its own resolves afresh.
+    Ok((LazyFrame::from(lf.logical_plan), schema))
 }
 
 /// Maps an operator's error to a node error carrying the JSON path.

@@ -1389,6 +1389,9 @@ fn compute(
     let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     let p = &ctx.pipeline;
     let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
+    // One pair of plan arenas for the unit (see `build::SchemaOf`).
+    let (mut lp_arena, mut expr_arena) = (Default::default(), Default::default());
+    let mut schema_of = |lf: &mut LazyFrame| lf.schema_with_arenas(&mut lp_arena, &mut expr_arena);
     let mut outcomes: Vec<(usize, MemberOutcome)> = Vec::new();
     let ok = |rows| MemberOutcome {
         status: NodeStatus::Succeeded,
@@ -1454,7 +1457,12 @@ fn compute(
         }
         let built = match input_err {
             Some(e) => Err(e),
-            None => build_node(&p.nodes[m], inputs, sources.get(&m).map(|(d, _)| d)),
+            None => build_node(
+                &p.nodes[m],
+                inputs,
+                sources.get(&m).map(|(d, _)| d),
+                &mut schema_of,
+            ),
         };
         match built {
             Ok(x) => {

@@ -165,6 +165,9 @@ fn schemas(
     data: &HashMap<usize, ingest::SourceData>,
 ) -> (Vec<PlannedOutput>, Vec<Diagnostic>) {
     let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
+    // One pair of plan arenas for every node (see `build::SchemaOf`).
+    let (mut lp_arena, mut expr_arena) = (Default::default(), Default::default());
+    let mut schema_of = |lf: &mut LazyFrame| lf.schema_with_arenas(&mut lp_arena, &mut expr_arena);
     let mut problems = Vec::new();
     let mut outputs = Vec::new();
     let sample_err = NodeError::new(NodeErrorKind::Data, "");
@@ -197,7 +200,7 @@ fn schemas(
         if missing || (matches!(node.kind, NodeKind::Ingestion(_)) && !data.contains_key(&i)) {
             continue;
         }
-        match build_node(node, inputs, data.get(&i)) {
+        match build_node(node, inputs, data.get(&i), &mut schema_of) {
             Ok((lf, schema)) => {
                 if matches!(node.kind, NodeKind::Output(_)) {
                     outputs.push(PlannedOutput {
