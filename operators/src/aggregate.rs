@@ -29,7 +29,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     DuplicateTreatment, Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    visit_expressions, visit_expressions_mut,
+    visit_expressions_mut,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -137,7 +137,7 @@ fn two_phase_query(
     let mut outer: Vec<String> = by.iter().map(|b| ident(b)).collect();
     for a in aggregations {
         let mut e = expr::parse(&a.expr).ok()?;
-        if has_window(&e) {
+        if expr::has_window(&e) {
             return None;
         }
         let mut ok = true;
@@ -223,14 +223,6 @@ fn two_phase_query(
         q.push_str(&format!(" ORDER BY {}", by_list.join(", ")));
     }
     Some(q)
-}
-
-fn has_window(e: &SqlExpr) -> bool {
-    visit_expressions(e, |x| match x {
-        SqlExpr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
 }
 
 /// The argument of a call with exactly one plain argument (an expression,

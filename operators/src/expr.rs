@@ -99,18 +99,19 @@ pub fn is_aggregate(expr: &SqlExpr) -> bool {
     .is_break()
 }
 
+/// Whether the expression calls a window function (`... OVER (...)`).
+pub fn has_window(expr: &SqlExpr) -> bool {
+    visit_expressions(expr, |e| match e {
+        SqlExpr::Function(f) if f.over.is_some() => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// Whether the expression computes a row's value from that row alone: it
 /// parses, and calls no aggregate and no window function (`OVER`).
 pub fn is_row_wise(text: &str) -> bool {
-    parse(text).is_ok_and(|expr| {
-        visit_expressions(&expr, |e| match e {
-            SqlExpr::Function(f) if f.over.is_some() || is_aggregate_call(f) => {
-                ControlFlow::Break(())
-            }
-            _ => ControlFlow::Continue(()),
-        })
-        .is_continue()
-    })
+    parse(text).is_ok_and(|e| !is_aggregate(&e) && !has_window(&e))
 }
 
 /// Column names the expression refers to (plain identifiers only; qualified
