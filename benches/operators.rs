@@ -126,7 +126,14 @@ fn operators(c: &mut Criterion) {
     for (name, config, inputs) in cases {
         let op = operator(config);
         group.bench_with_input(BenchmarkId::new(name, n), &inputs, |bch, inputs| {
-            bch.iter(|| black_box(op.build(inputs.clone()).unwrap().collect().unwrap()))
+            bch.iter(|| {
+                black_box(
+                    op.build(inputs.clone(), &mudrock_operators::Limits::default())
+                        .unwrap()
+                        .collect()
+                        .unwrap(),
+                )
+            })
         });
     }
     group.finish();

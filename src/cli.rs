@@ -54,6 +54,15 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Ask a queued or running run to stop.
     Cancel(CancelArgs),
+    /// Show the sandbox `worker` runs in; `--try-read` tries reads inside it.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SandboxArgs {
+    /// Read this file from inside the sandbox and say whether it could.
+    #[arg(long)]
+    pub try_read: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -225,6 +234,23 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    // Before any thread exists: Landlock binds this thread and its future
+    // children only.
+    if let Some(paths) = sandbox_paths(&cli, &config) {
+        match crate::sandbox::apply(&config.sandbox, &paths) {
+            Ok(crate::sandbox::Status::Unsupported) => tracing::warn!(
+                "sandbox not supported by this kernel (no Landlock): the process runs unrestricted"
+            ),
+            Ok(crate::sandbox::Status::Partial) => tracing::warn!(
+                "sandbox partially enforced: this kernel's Landlock lacks some rules"
+            ),
+            Ok(status) => tracing::debug!(status = status.name(), "sandbox"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 3;
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -244,10 +270,62 @@ pub fn main() -> i32 {
             Command::Migrate(a) => migrate_cmd(a).await,
             Command::Worker(a) => worker_cmd(a, config).await,
             Command::Project(ProjectCommand::Create(a)) => project_create_cmd(a, config).await,
-            Command::Submit(a) => submit_cmd(a).await,
+            Command::Submit(a) => submit_cmd(a, config).await,
             Command::Cancel(a) => cancel_cmd(a).await,
+            Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),
         }
     })
+}
+
+/// The config file in use, if any.
+fn config_file(given: Option<&std::path::Path>) -> Option<PathBuf> {
+    given
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("mudrock.toml")).filter(|p| p.exists()))
+}
+
+/// What the commands that run pipelines may touch (`None`: the command
+/// is not sandboxed): the store and scratch directories, the config file
+/// and the pipeline file.
+fn sandbox_paths(cli: &Cli, config: &Config) -> Option<crate::sandbox::Paths> {
+    let (config, file) = match &cli.command {
+        Command::Run(a) => (effective(config.clone(), &a.store), Some(a.file.clone())),
+        Command::Worker(_) | Command::Sandbox(_) => (config.clone(), None),
+        _ => return None,
+    };
+    let mut write = vec![config.scratch_dir()];
+    if config.store.kind == StoreKind::Local {
+        write.push(config.store.dir.clone());
+    }
+    let read = config_file(cli.config.as_deref())
+        .into_iter()
+        .chain(file)
+        .collect();
+    Some(crate::sandbox::Paths::new(&config.sandbox, read, write))
+}
+
+fn sandbox_cmd(a: SandboxArgs, config: &Config, given: Option<&std::path::Path>) -> i32 {
+    let cli = Cli {
+        config: given.map(PathBuf::from),
+        command: Command::Sandbox(SandboxArgs { try_read: vec![] }),
+    };
+    let status = crate::sandbox::status().unwrap_or(crate::sandbox::Status::Disabled);
+    println!("sandbox: {}", status.name());
+    if let Some(p) = sandbox_paths(&cli, config) {
+        for r in &p.read {
+            println!("  read  {}", r.display());
+        }
+        for w in &p.write {
+            println!("  write {}", w.display());
+        }
+    }
+    for f in &a.try_read {
+        match std::fs::read(f) {
+            Ok(b) => println!("read {}: allowed ({} bytes)", f.display(), b.len()),
+            Err(e) => println!("read {}: denied ({e})", f.display()),
+        }
+    }
+    0
 }
 
 fn init_tracing() {
@@ -260,7 +338,12 @@ fn init_tracing() {
 }
 
 /// Reads and validates a file; prints the report; `None` when invalid.
-fn load(file: &PathBuf, strict: bool, json: bool) -> Result<(Pipeline, Report), i32> {
+fn load(
+    file: &PathBuf,
+    strict: bool,
+    json: bool,
+    limits: crate::limits::DocLimits,
+) -> Result<(Pipeline, Report), i32> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -268,7 +351,7 @@ fn load(file: &PathBuf, strict: bool, json: bool) -> Result<(Pipeline, Report), 
             return Err(2);
         }
     };
-    match validate::validate_str(&text, validate::Options { strict }) {
+    match validate::validate_str(&text, validate::Options { strict, limits }) {
         Ok(ok) => Ok(ok),
         Err(report) => {
             if json {
@@ -339,7 +422,7 @@ fn location(config: &Config, bucket: &str, prefix: &str) -> String {
 }
 
 async fn validate_cmd(a: ValidateArgs, config: Config) -> i32 {
-    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json, config.limits) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -386,7 +469,7 @@ async fn validate_cmd(a: ValidateArgs, config: Config) -> i32 {
 }
 
 async fn plan_cmd(a: PlanArgs, config: Config) -> i32 {
-    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json, config.limits) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -454,7 +537,7 @@ async fn plan_cmd(a: PlanArgs, config: Config) -> i32 {
 }
 
 async fn run(a: RunArgs, config: Config) -> i32 {
-    let (pipeline, report) = match load(&a.file, a.strict, a.json) {
+    let (pipeline, report) = match load(&a.file, a.strict, a.json, config.limits) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -850,8 +933,8 @@ async fn project_create_cmd(a: ProjectCreateArgs, config: Config) -> i32 {
     }
 }
 
-async fn submit_cmd(a: SubmitArgs) -> i32 {
-    let (pipeline, _) = match load(&a.file, false, false) {
+async fn submit_cmd(a: SubmitArgs, config: Config) -> i32 {
+    let (pipeline, _) = match load(&a.file, false, false, config.limits) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -23,6 +23,19 @@
 //! concurrency = 4
 //! streaming = "auto"         # Polars engine per unit: "auto", "always", "never"
 //! streaming_above_mb = 2048  # auto: units whose sources exceed this stream
+//! max_pivot_columns = 1000   # run limits: a node over one fails naming it
+//! max_join_rows = 100000000
+//! max_glob_matches = 10000
+//! max_scratch_mb = 51200
+//! scratch_dir = "..."        # default: {store.dir}/.scratch, or $TMPDIR/mudrock-scratch on S3
+//! [limits]                   # document limits, checked by validate
+//! max_definition_kb = 1024
+//! max_nodes = 1000
+//! max_edges = 5000
+//! max_expression_chars = 10000
+//! [sandbox]                  # Landlock (Linux): see sandbox.rs
+//! enabled = true
+//! extra_read = []            # more paths the process may read
 //! [worker]                   # `mudrock worker` (see worker.rs)
 //! concurrency = 2            # runs at once
 //! heartbeat_ms = 5000
@@ -53,6 +66,8 @@ use crate::store::{
 pub struct Config {
     pub store: StoreConfig,
     pub engine: EngineConfig,
+    pub limits: crate::limits::DocLimits,
+    pub sandbox: crate::sandbox::SandboxConfig,
     pub worker: crate::worker::WorkerConfig,
 }
 
@@ -95,14 +110,31 @@ pub struct EngineConfig {
     /// sources exceed `streaming_above_mb`, `always`, or `never`.
     pub streaming: crate::engine::Streaming,
     pub streaming_above_mb: u64,
+    /// Output columns one pivot may produce.
+    pub max_pivot_columns: usize,
+    /// Rows one join may produce.
+    pub max_join_rows: u64,
+    /// Objects one ingestion node's globs may match.
+    pub max_glob_matches: usize,
+    /// What one run's scratch files may add up to, in MiB.
+    pub max_scratch_mb: u64,
+    /// Where runs keep their scratch files (default: see
+    /// [`Config::scratch_dir`]).
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        let limits = crate::limits::RunLimits::default();
         EngineConfig {
             concurrency: 4,
             streaming: crate::engine::Streaming::Auto,
             streaming_above_mb: crate::engine::DEFAULT_STREAMING_ABOVE_BYTES >> 20,
+            max_pivot_columns: limits.ops.max_pivot_columns,
+            max_join_rows: limits.ops.max_join_rows,
+            max_glob_matches: limits.max_glob_matches,
+            max_scratch_mb: limits.max_scratch_bytes >> 20,
+            scratch_dir: None,
         }
     }
 }
@@ -117,6 +149,19 @@ impl EngineConfig {
         o.concurrency = self.concurrency;
         o.streaming = self.streaming;
         o.streaming_above_bytes = self.streaming_above_bytes();
+        o.limits = self.limits();
+    }
+
+    /// The run limits this section sets.
+    pub fn limits(&self) -> crate::limits::RunLimits {
+        crate::limits::RunLimits {
+            ops: mudrock_operators::Limits {
+                max_pivot_columns: self.max_pivot_columns,
+                max_join_rows: self.max_join_rows,
+            },
+            max_glob_matches: self.max_glob_matches,
+            max_scratch_bytes: self.max_scratch_mb.saturating_mul(1 << 20),
+        }
     }
 }
 
@@ -154,7 +199,7 @@ impl Config {
                 // `STORE.S3.ENDPOINT`.
                 .filter(|k| {
                     let section = k.as_str().split('.').next().unwrap_or("");
-                    ["store", "engine", "worker"]
+                    ["store", "engine", "limits", "sandbox", "worker"]
                         .iter()
                         .any(|s| section.eq_ignore_ascii_case(s))
                 }),
@@ -200,10 +245,15 @@ impl Config {
     /// Where the engine writes Parquet before handing it to the store: for
     /// the local store a folder inside it, so handing over is a hard link
     /// instead of a copy; for S3 the system's temp dir.
+    /// `engine.scratch_dir` when set. Its own folder, so the sandbox can
+    /// allow it alone rather than the whole temp dir.
     pub fn scratch_dir(&self) -> PathBuf {
+        if let Some(d) = &self.engine.scratch_dir {
+            return d.clone();
+        }
         match self.store.kind {
             StoreKind::Local => self.store.dir.join(".scratch"),
-            StoreKind::S3 => std::env::temp_dir(),
+            StoreKind::S3 => std::env::temp_dir().join("mudrock-scratch"),
         }
     }
 

@@ -62,6 +62,9 @@ pub enum NodeErrorKind {
     Storage,
     /// The node ran longer than `execution.timeoutSeconds`.
     Timeout,
+    /// The node went over one of the run's limits (pivot columns, join
+    /// rows, glob matches, scratch disk); the message names it.
+    Limit,
     Internal,
 }
 
@@ -81,6 +84,7 @@ impl NodeErrorKind {
             NodeErrorKind::Assertion => "assertion",
             NodeErrorKind::Storage => "storage",
             NodeErrorKind::Timeout => "timeout",
+            NodeErrorKind::Limit => "limit",
             NodeErrorKind::Internal => "internal",
         }
     }
@@ -107,11 +111,29 @@ impl NodeError {
         }
     }
 
+    /// A failure Polars reported while computing: the data's fault, or a
+    /// limit when the message is one of mudrock's over-the-limit messages
+    /// coming back through Polars.
+    pub fn from_polars(message: &str) -> Self {
+        let kind = if mudrock_operators::limits::is_limit_message(message) {
+            NodeErrorKind::Limit
+        } else {
+            NodeErrorKind::Data
+        };
+        NodeError::new(kind, message)
+    }
+
+    /// A storage failure; the scratch budget's refusal (charged where
+    /// files are downloaded) is a limit, not a storage problem.
     pub fn storage(e: StoreError) -> Self {
+        let message = e.to_string();
+        if mudrock_operators::limits::is_limit_message(&message) {
+            return NodeError::new(NodeErrorKind::Limit, message);
+        }
         NodeError {
             kind: NodeErrorKind::Storage,
             retryable: e.is_retryable(),
-            message: e.to_string(),
+            message,
             path: None,
         }
     }

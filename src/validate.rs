@@ -91,15 +91,35 @@ impl fmt::Display for Report {
     }
 }
 
-/// How strict validation is.
+/// How strict validation is, and how large a document may be.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Not-connected nodes are errors instead of warnings.
+    /// Not-connected nodes (and an empty pipeline) are errors instead of
+    /// warnings.
     pub strict: bool,
+    pub limits: crate::limits::DocLimits,
 }
 
 /// Parses and validates a document. `Ok` carries the warnings too.
 pub fn validate_str(text: &str, opts: Options) -> Result<(Pipeline, Report), Report> {
+    // Refused before parsing: a huge document costs nothing.
+    if text.len() > opts.limits.max_definition_bytes() {
+        let mut r = Report::default();
+        r.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            path: "$".into(),
+            node: None,
+            edge: None,
+            message: crate::limits::message(
+                "the pipeline document's size in bytes",
+                text.len(),
+                "limits.max_definition_kb",
+                opts.limits.max_definition_kb,
+            ),
+            hint: None,
+        });
+        return Err(r);
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(v) => validate(v, opts),
         Err(e) => {
@@ -129,7 +149,24 @@ pub fn validate(doc: Value, opts: Options) -> Result<(Pipeline, Report), Report>
         diags: Vec::new(),
         opts,
     };
-    let pipeline = v.run(&doc);
+    let size = serde_json::to_vec(&doc).map_or(usize::MAX, |b| b.len());
+    let max = opts.limits.max_definition_bytes();
+    let pipeline = if size > max {
+        v.err_node(
+            "$",
+            None,
+            crate::limits::message(
+                "the pipeline document's size in bytes",
+                size,
+                "limits.max_definition_kb",
+                opts.limits.max_definition_kb,
+            ),
+            None,
+        );
+        None
+    } else {
+        v.run(&doc)
+    };
     let mut report = Report {
         diagnostics: v.diags,
     };
@@ -247,9 +284,27 @@ impl Validator {
         };
         let (nodes, edges, base) = self.locate(top)?;
 
+        if !self.within_counts(nodes, edges, base) {
+            return None;
+        }
         let mut raw = Vec::new();
         let mut ids: HashMap<String, usize> = HashMap::new();
         match nodes {
+            Value::Array(items) if items.is_empty() => {
+                let sev = if self.opts.strict {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                self.push(
+                    sev,
+                    format!("{base}nodes"),
+                    None,
+                    None,
+                    "the pipeline has no nodes: a run would do nothing".to_string(),
+                    None,
+                );
+            }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let r = self.node(&format!("{base}nodes[{i}]"), item);
@@ -333,7 +388,22 @@ impl Validator {
             if ids.get(tid) != Some(&target) {
                 continue;
             }
-            for (path, dep) in &r.dependencies {
+            for (k, (path, dep)) in r.dependencies.iter().enumerate() {
+                if r.dependencies[..k].iter().any(|(_, d)| d == dep) {
+                    self.diags.push(Diagnostic {
+                        severity: Severity::Error,
+                        path: path.clone(),
+                        node: Some(tid.to_string()),
+                        edge: None,
+                        message: format!("\"{dep}\" is listed twice: a node takes each input once"),
+                        hint: Some(
+                            "to join a table with itself, use a sql node: \
+                             SELECT ... FROM t AS a JOIN t AS b ON ..."
+                                .into(),
+                        ),
+                    });
+                    continue;
+                }
                 match ids.get(dep) {
                     None => {
                         let hint = did_you_mean(dep, known.iter().map(String::as_str));
@@ -385,6 +455,7 @@ impl Validator {
             };
             inputs.sort_by_key(|&e| dep_pos(e));
             let not_connected = self.arity(r, &inputs, &out_edges, &raw);
+            self.inputs_of(r, &inputs, &out_edges, &raw);
             if let (Some(id), Some(kind)) = (r.id.clone(), r.kind.as_ref()) {
                 let _ = kind;
                 nodes_out.push((idx, id, inputs, not_connected));
@@ -772,15 +843,10 @@ impl Validator {
             }
         };
         let mut ok = true;
+        let max = self.opts.limits.max_expression_chars;
         for x in op.expressions() {
-            if let Err(m) = expr::check_syntax(&x.text, x.kind) {
-                let message =
-                    if m.starts_with("aggregate functions") || m.starts_with("expression must") {
-                        m
-                    } else {
-                        format!("expression does not parse: {m}")
-                    };
-                self.err_node(join_path(cpath, &x.field), nid, message, None);
+            if let Err(r) = expr::check_syntax(&x.text, x.kind, max) {
+                self.err_node(join_path(cpath, &x.field), nid, r.message, r.hint);
                 ok = false;
             }
         }
@@ -903,16 +969,18 @@ impl Validator {
             "data_flow" => EdgeKind::DataFlow,
             "error" => EdgeKind::Error,
             "conditional" => match &condition {
-                Some(c) if !c.trim().is_empty() => match expr::check_syntax(c, ExprKind::Aggregate)
-                {
+                Some(c) if !c.trim().is_empty() => match expr::check_syntax(
+                    c,
+                    ExprKind::Aggregate,
+                    self.opts.limits.max_expression_chars,
+                ) {
                     Ok(_) => EdgeKind::Conditional(c.clone()),
-                    Err(m) => {
-                        let m = if m.starts_with("expression must") {
-                            m
-                        } else {
-                            format!("condition does not parse: {m}")
+                    Err(r) => {
+                        let m = match r.message.strip_prefix("expression does not parse: ") {
+                            Some(rest) => format!("condition does not parse: {rest}"),
+                            None => r.message,
                         };
-                        self.err_edge(format!("{path}.condition"), eid, m, None);
+                        self.err_edge(format!("{path}.condition"), eid, m, r.hint);
                         return None;
                     }
                 },
@@ -1010,6 +1078,65 @@ impl Validator {
                 message: format!("cycle: {}", names.join(" → ")),
                 hint: None,
             });
+        }
+    }
+
+    /// Checks the number of nodes and edges (edges plus dependencies)
+    /// before walking them; `false` when over a limit.
+    fn within_counts(&mut self, nodes: &Value, edges: Option<&Value>, base: &str) -> bool {
+        let limits = self.opts.limits;
+        let n = nodes.as_array().map_or(0, Vec::len);
+        if n > limits.max_nodes {
+            self.err_node(
+                format!("{base}nodes"),
+                None,
+                crate::limits::message(
+                    "the number of nodes",
+                    n,
+                    "limits.max_nodes",
+                    limits.max_nodes,
+                ),
+                None,
+            );
+            return false;
+        }
+        let deps: usize = nodes.as_array().map_or(0, |a| {
+            a.iter()
+                .filter_map(|n| n.get("dependencies")?.as_array().map(Vec::len))
+                .sum()
+        });
+        let e = edges.and_then(Value::as_array).map_or(0, Vec::len) + deps;
+        if e > limits.max_edges {
+            self.err_node(
+                format!("{base}edges"),
+                None,
+                crate::limits::message(
+                    "the number of edges and dependencies",
+                    e,
+                    "limits.max_edges",
+                    limits.max_edges,
+                ),
+                None,
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Checks what an operator needs of its inputs' names (a sql query
+    /// may read only its inputs).
+    fn inputs_of(&mut self, r: &RawNode, inputs: &[usize], edges: &[Edge], raw: &[RawNode]) {
+        let Some(NodeKind::Operator { op, .. }) = &r.kind else {
+            return;
+        };
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|&e| known_id(raw, edges[e].source))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Err(e) = op.validate_inputs(&names) {
+            let path = join_path(&format!("{}.config", r.path), e.field().unwrap_or(""));
+            self.err_node(path, r.id.as_deref(), e.to_string(), None);
         }
     }
 

@@ -525,16 +525,19 @@ impl Worker {
 
         // A definition that fails validation fails the run at once with
         // the whole report: retrying cannot fix it.
-        let pipeline =
-            match validate::validate(row.definition.clone(), validate::Options::default()) {
-                Ok((p, _)) => Arc::new(p),
-                Err(report) => {
-                    let msg = format!("pipeline is invalid:\n{report}");
-                    return self
-                        .finish(run_id, attempt, RunStatus::Failed, Some(msg))
-                        .await;
-                }
-            };
+        let vopts = validate::Options {
+            strict: false,
+            limits: self.config.limits,
+        };
+        let pipeline = match validate::validate(row.definition.clone(), vopts) {
+            Ok((p, _)) => Arc::new(p),
+            Err(report) => {
+                let msg = format!("pipeline is invalid:\n{report}");
+                return self
+                    .finish(run_id, attempt, RunStatus::Failed, Some(msg))
+                    .await;
+            }
+        };
         let held = Held::default();
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
@@ -559,6 +562,7 @@ impl Worker {
                 streaming_above_bytes: self.config.engine.streaming_above_bytes(),
                 events: Some(tx),
                 cancel: held.cancel.clone(),
+                limits: self.config.engine.limits(),
             };
             let res = self.engine.run(pipeline.clone(), opts).await;
             let _ = writer.await;

@@ -609,8 +609,14 @@ async fn not_connected_nodes_are_skipped_and_strict_refuses_them() {
         Some("not_connected")
     );
     assert_eq!(node(&r.meta, "out").status, NodeStatus::Succeeded);
-    let strict =
-        mudrock::validate::validate(d, mudrock::validate::Options { strict: true }).unwrap_err();
+    let strict = mudrock::validate::validate(
+        d,
+        mudrock::validate::Options {
+            strict: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(strict.errors().count(), 2);
 }
 

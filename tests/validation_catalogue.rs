@@ -328,7 +328,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
                     json!({"operator": "sql", "query": "SELECT * FROM read_parquet('/etc/shadow')"})
             }),
             vec![
-                "error: nodes[1].config.query: node \"valid\": table function read_parquet(...) is not allowed: a sql node reads only its inputs",
+                "error: nodes[1].config.query: node \"valid\": table function read_parquet(...) is not allowed: pipelines read data only through ingestion nodes",
             ],
         ),
         (
@@ -349,6 +349,44 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             }),
             vec![
                 "error: nodes[1].config.on: node \"valid\": give either \"on\" or \"leftOn\" + \"rightOn\", not both",
+                "error: nodes[1].dependencies[1]: node \"valid\": \"orders\" is listed twice: a node takes each input once — to join a table with itself, use a sql node: SELECT ... FROM t AS a JOIN t AS b ON ...",
+            ],
+        ),
+        (
+            "self-join by listing an input twice",
+            with(|v| {
+                v["nodes"][1]["config"] = json!({"operator": "join", "on": "id"});
+                v["nodes"][1]["dependencies"] = json!(["orders", "orders"]);
+            }),
+            vec![
+                "error: nodes[1].dependencies[1]: node \"valid\": \"orders\" is listed twice: a node takes each input once — to join a table with itself, use a sql node: SELECT ... FROM t AS a JOIN t AS b ON ...",
+                "warning: nodes[1]: node \"valid\": not connected: operator \"join\" takes 2 inputs, but has 1; it will be skipped",
+            ],
+        ),
+        (
+            "a sql query naming a table that is not an input",
+            with(|v| {
+                v["nodes"][1]["config"] = json!({"operator": "sql", "query": "SELECT * FROM orders JOIN customers USING (id)"});
+            }),
+            vec![
+                "error: nodes[1].config.query: node \"valid\": query reads table \"customers\", which is not an input; tables: orders, input",
+            ],
+        ),
+        (
+            "an expression calling a function mudrock does not allow",
+            with(|v| v["nodes"][1]["config"]["predicate"] = json!("uper(status) = 'OK'")),
+            vec![
+                "error: nodes[1].config.predicate: node \"valid\": function uper(...) is not allowed — did you mean \"upper\"?",
+            ],
+        ),
+        (
+            "a subquery in a filter",
+            with(|v| {
+                v["nodes"][1]["config"]["predicate"] =
+                    json!("id IN (SELECT * FROM read_csv('/etc/hosts'))")
+            }),
+            vec![
+                "error: nodes[1].config.predicate: node \"valid\": subqueries are not allowed in an expression (IN (SELECT ...), EXISTS, (SELECT ...)) — use a join, or a sql node over its inputs",
             ],
         ),
         (
@@ -634,4 +672,25 @@ async fn problems_found_against_the_data_are_pinned_too() {
         let got: Vec<String> = report.problems.iter().map(|d| d.to_string()).collect();
         assert_eq!(got, [expected], "{name}");
     }
+}
+
+#[test]
+fn an_empty_pipeline_is_a_warning_and_strict_makes_it_an_error() {
+    let text = r#"{"name": "empty", "nodes": [], "edges": []}"#;
+    let (_, report) = validate_str(text, Options::default()).expect("valid with a warning");
+    let lines: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        ["warning: nodes: the pipeline has no nodes: a run would do nothing"]
+    );
+    let strict = Options {
+        strict: true,
+        ..Default::default()
+    };
+    let report = validate_str(text, strict).expect_err("strict");
+    let lines: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        ["error: nodes: the pipeline has no nodes: a run would do nothing"]
+    );
 }

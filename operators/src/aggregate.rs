@@ -36,7 +36,7 @@ use sqlparser::parser::Parser;
 
 use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, ident, over, over_stand_in};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_list};
+use crate::{Arity, ExprKind, ExprRef, Input, Limits, OpError, Operator, expr, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +73,7 @@ impl Operator for Aggregate {
             .collect()
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "by", &self.by)?;
         for (i, a) in self.aggregations.iter().enumerate() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, eval_bool, ident, over};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, require_list};
+use crate::{Arity, ExprKind, ExprRef, Input, Limits, OpError, Operator, expr, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -50,7 +50,7 @@ impl Operator for Assert {
             .collect()
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         for (i, c) in self.checks.iter().enumerate() {
             expr::check_columns(&format!("checks[{i}].expr"), &c.expr, &input.schema)?;

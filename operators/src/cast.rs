@@ -4,7 +4,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, dtype, one, unknown_column};
+use crate::{Arity, Input, Limits, OpError, Operator, dtype, one, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ impl Operator for Cast {
         Ok(())
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut exprs = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {

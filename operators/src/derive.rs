@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, ident, over, over_stand_in};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, unknown_column};
+use crate::{Arity, ExprKind, ExprRef, Input, Limits, OpError, Operator, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +47,7 @@ impl Operator for Derive {
             .collect()
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = crate::one(inputs);
         // Column names as they evolve: replaced in place, new ones appended.
         let mut names: Vec<String> = input.schema.iter_names().map(|n| n.to_string()).collect();

@@ -4,7 +4,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, subset_selector};
+use crate::{Arity, Input, Limits, OpError, Operator, one, subset_selector};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ impl Operator for Distinct {
         Arity::Exactly(1)
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let subset = subset_selector(&input.schema, &self.subset)?;
         let keep = match self.keep {

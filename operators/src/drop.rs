@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, require_list};
+use crate::{Arity, Input, Limits, OpError, Operator, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,7 +20,7 @@ impl Operator for Drop {
         true
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "columns", &self.columns)?;
         Ok(input

@@ -12,7 +12,9 @@ use polars::prelude::Schema;
 use sqlparser::ast::{Expr as SqlExpr, visit_expressions};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Whitespace};
 
+use crate::guard::Refused;
 use crate::{OpError, unknown_column};
 
 /// What an expression is expected to produce.
@@ -26,50 +28,46 @@ pub enum ExprKind {
     Any,
 }
 
-/// Aggregate functions of Polars SQL; used to tell an aggregate check from a
-/// row check and to reject aggregates where one value per row is needed.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "median",
-    "first",
-    "last",
-    "stddev",
-    "stddev_samp",
-    "stdev",
-    "stdev_samp",
-    "variance",
-    "var",
-    "var_samp",
-    "quantile_cont",
-    "quantile_disc",
-    "array_agg",
-    "string_agg",
-    "bool_and",
-    "bool_or",
-    "every",
-    "any_value",
-    "covar",
-    "corr",
-    "n_unique",
-];
+/// How deep an expression may nest (parentheses, CASE, function calls).
+/// Fixed: Polars SQL parses at most 50 levels, and the queries the engine
+/// builds around an expression add a few.
+pub const MAX_NESTING: usize = 40;
+
+/// The longest expression accepted by default (`limits.max_expression_chars`).
+pub const DEFAULT_MAX_CHARS: usize = 10_000;
 
 /// Parses an expression; the error is the parser's message.
 pub fn parse(text: &str) -> Result<SqlExpr, String> {
     if text.trim().is_empty() {
         return Err("expression is empty".to_string());
     }
-    let mut parser = Parser::new(&GenericDialect)
-        .try_with_sql(text)
+    // The engine puts an expression inside a query of its own: a comment
+    // could hide the rest of that query, so there are none.
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&GenericDialect, text)
+        .tokenize_with_location()
         .map_err(|e| clean(e.to_string()))?;
-    let expr = parser.parse_expr().map_err(|e| clean(e.to_string()))?;
+    if tokens.iter().any(|t| {
+        matches!(
+            t.token,
+            Token::Whitespace(
+                Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+            )
+        )
+    }) {
+        return Err("comments are not allowed in an expression".to_string());
+    }
+    let mut parser = Parser::new(&GenericDialect)
+        .with_recursion_limit(MAX_NESTING)
+        .with_tokens_with_locations(tokens);
+    let expr = parser.parse_expr().map_err(|e| match e {
+        sqlparser::parser::ParserError::RecursionLimitExceeded => format!(
+            "expression nests deeper than {MAX_NESTING} levels (a fixed limit: Polars SQL parses at most 50)"
+        ),
+        e => clean(e.to_string()),
+    })?;
     // Anything left over ("a > 1 b") is a syntax error, not a second expression.
     let next = parser.peek_token();
-    if next.token != sqlparser::tokenizer::Token::EOF {
+    if next.token != Token::EOF {
         return Err(format!(
             "unexpected \"{}\" at {}",
             next.token, next.span.start
@@ -87,7 +85,8 @@ fn clean(msg: String) -> String {
 /// Whether the call is to an aggregate function (one value per group).
 /// A window function (`sum(x) OVER (...)`) is one value per row.
 pub fn is_aggregate_call(f: &sqlparser::ast::Function) -> bool {
-    f.over.is_none() && AGGREGATES.contains(&f.name.to_string().to_lowercase().as_str())
+    f.over.is_none()
+        && crate::guard::AGGREGATES.contains(&f.name.to_string().to_lowercase().as_str())
 }
 
 /// Whether the expression calls an aggregate function.
@@ -129,15 +128,39 @@ pub fn columns(expr: &SqlExpr) -> Vec<String> {
     out
 }
 
-/// Parses and checks an expression against the kind expected of it.
-pub fn check_syntax(text: &str, kind: ExprKind) -> Result<SqlExpr, String> {
-    let expr = parse(text)?;
+/// Parses and checks an expression at submission: its length, its syntax,
+/// what it may hold (no query, allowed functions only: [`crate::guard`])
+/// and the kind expected of it.
+pub fn check_syntax(text: &str, kind: ExprKind, max_chars: usize) -> Result<SqlExpr, Refused> {
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(Refused {
+            message: crate::limits::message(
+                "the expression's length in characters",
+                chars,
+                "limits.max_expression_chars",
+                max_chars,
+            ),
+            hint: None,
+        });
+    }
+    let expr = parse(text).map_err(|m| Refused {
+        message: format!("expression does not parse: {m}"),
+        hint: None,
+    })?;
+    crate::guard::check_expr(&expr)?;
+    let refused = |m: &str| Refused {
+        message: m.to_string(),
+        hint: None,
+    };
     match kind {
-        ExprKind::Row if is_aggregate(&expr) => {
-            Err("aggregate functions are not allowed here; use an aggregate node".to_string())
-        }
+        ExprKind::Row if is_aggregate(&expr) => Err(refused(
+            "aggregate functions are not allowed here; use an aggregate node",
+        )),
         ExprKind::Aggregate if !is_aggregate(&expr) && has_columns_outside_aggregates(&expr) => {
-            Err("expression must aggregate (e.g. sum(x), count(*)) to yield one value".to_string())
+            Err(refused(
+                "expression must aggregate (e.g. sum(x), count(*)) to yield one value",
+            ))
         }
         _ => Ok(expr),
     }
@@ -196,13 +219,33 @@ mod tests {
     fn rejects_garbage() {
         assert!(parse("quantity >").is_err());
         assert!(parse("a > 1 b").is_err());
-        assert!(parse("").is_err());
         assert_eq!(
-            check_syntax("sum(x)", ExprKind::Row).unwrap_err(),
+            parse("a > 1 -- ) OR b IN (SELECT 1)").unwrap_err(),
+            "comments are not allowed in an expression"
+        );
+        assert!(parse("").is_err());
+        let max = DEFAULT_MAX_CHARS;
+        assert_eq!(
+            check_syntax("sum(x)", ExprKind::Row, max)
+                .unwrap_err()
+                .message,
             "aggregate functions are not allowed here; use an aggregate node"
         );
-        assert!(check_syntax("x > 1", ExprKind::Aggregate).is_err());
-        assert!(check_syntax("count(*) > 0", ExprKind::Aggregate).is_ok());
+        assert!(check_syntax("x > 1", ExprKind::Aggregate, max).is_err());
+        assert!(check_syntax("count(*) > 0", ExprKind::Aggregate, max).is_ok());
+        assert_eq!(
+            check_syntax("x > 10", ExprKind::Row, 5)
+                .unwrap_err()
+                .message,
+            "over the limit limits.max_expression_chars = 5: the expression's length in \
+             characters (6); raise limits.max_expression_chars in the config if this is intended"
+        );
+        let deep = format!("{}x{}", "(".repeat(60), ")".repeat(60));
+        assert_eq!(
+            check_syntax(&deep, ExprKind::Row, max).unwrap_err().message,
+            "expression does not parse: expression nests deeper than 40 levels (a fixed \
+             limit: Polars SQL parses at most 50)"
+        );
     }
 
     #[test]

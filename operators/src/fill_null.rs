@@ -6,7 +6,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Arity, Input, OpError, Operator, one, require_list, unknown_column};
+use crate::{Arity, Input, Limits, OpError, Operator, one, require_list, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +90,7 @@ impl Operator for FillNull {
         }
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut exprs = Vec::new();
         if let Some(columns) = &self.columns {

@@ -4,7 +4,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::sqlutil::{INPUT, over, over_stand_in};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one};
+use crate::{Arity, ExprKind, ExprRef, Input, Limits, OpError, Operator, expr, one};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,7 @@ impl Operator for Filter {
         }]
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         expr::check_columns("predicate", &self.predicate, &input.schema)?;
         let q = format!("SELECT * FROM {INPUT} WHERE ({})", self.predicate);

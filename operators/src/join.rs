@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, require_list};
+use crate::{Arity, Input, Limits, OpError, Operator, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -128,10 +128,19 @@ impl Operator for Join {
         Ok(())
     }
 
-    fn build(&self, mut inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, mut inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError> {
         let right = inputs.pop().expect("arity checked");
         let left = inputs.pop().expect("arity checked");
         if self.how == How::Cross {
+            // Estimated before anything is joined: rows × rows.
+            let count = |lf: &LazyFrame| -> Result<u64, OpError> {
+                let df = lf.clone().select([len()]).collect()?;
+                Ok(df.column("len")?.u32()?.get(0).unwrap_or(0) as u64)
+            };
+            let rows = count(&left.frame)?.saturating_mul(count(&right.frame)?);
+            if rows > limits.max_join_rows {
+                return Err(OpError::Limit(too_many_rows(rows, limits.max_join_rows)));
+            }
             return Ok(left
                 .frame
                 .cross_join(right.frame, Some(self.suffix.as_str().into())));
@@ -161,7 +170,7 @@ impl Operator for Join {
         };
         let lk: Vec<Expr> = l.iter().map(|c| col(c.as_str())).collect();
         let rk: Vec<Expr> = r.iter().map(|c| col(c.as_str())).collect();
-        Ok(left
+        let joined = left
             .frame
             .join_builder()
             .with(right.frame)
@@ -171,6 +180,33 @@ impl Operator for Join {
             .suffix(self.suffix.as_str())
             // One key column for full joins, as a SQL user expects.
             .coalesce(JoinCoalesce::CoalesceColumns)
-            .finish())
+            .finish();
+        if matches!(self.how, How::Semi | How::Anti) {
+            return Ok(joined);
+        }
+        // Checked on the joined rows before anything downstream sees them.
+        // Filters and projections after the join still move below it.
+        let max = limits.max_join_rows;
+        Ok(joined.map(
+            move |df| {
+                let rows = df.height() as u64;
+                if rows > max {
+                    polars_bail!(ComputeError: "{}", too_many_rows(rows, max));
+                }
+                Ok(df)
+            },
+            AllowedOptimizations::PREDICATE_PUSHDOWN | AllowedOptimizations::PROJECTION_PUSHDOWN,
+            None,
+            Some("join row limit"),
+        ))
     }
+}
+
+fn too_many_rows(rows: u64, max: u64) -> String {
+    crate::limits::message(
+        "the join would produce more rows",
+        rows,
+        "engine.max_join_rows",
+        max,
+    )
 }

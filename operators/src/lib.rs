@@ -17,6 +17,8 @@ use serde_json::Value;
 
 pub mod dtype;
 pub mod expr;
+pub mod guard;
+pub mod limits;
 pub mod sqlrewrite;
 pub mod sqlutil;
 
@@ -40,6 +42,7 @@ mod union;
 mod unpivot;
 
 pub use expr::ExprKind;
+pub use limits::Limits;
 
 /// How many inputs an operator takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +111,9 @@ pub enum OpError {
     /// An `assert` found data that breaks its checks.
     #[error("{0}")]
     CheckFailed(String),
+    /// A resource over one of the [`Limits`]; the message names it.
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl OpError {
@@ -153,8 +159,15 @@ pub trait Operator: ConfigJson + Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Checks that need the names of the node's inputs (in input order),
+    /// called at submission once the graph is known: a `sql` query may
+    /// read only these.
+    fn validate_inputs(&self, _inputs: &[&str]) -> Result<(), OpError> {
+        Ok(())
+    }
+
     /// Builds the output frame. Inputs come in the pipeline's input order.
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError>;
+    fn build(&self, inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError>;
 
     /// Whether every output row is computed from one input row alone, in
     /// input order (filters, projections, row expressions without windows).

@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one};
+use crate::{Arity, Input, Limits, OpError, Operator, one};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +18,7 @@ impl Operator for Limit {
         Arity::Exactly(1)
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         Ok(one(inputs)
             .frame
             .slice(self.offset as i64, self.n as IdxSize))

@@ -11,7 +11,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::join::one_or_many;
-use crate::{Arity, Input, OpError, Operator, one, require_columns, require_list};
+use crate::{Arity, Input, Limits, OpError, Operator, one, require_columns, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +52,7 @@ impl Operator for Pivot {
         Arity::Exactly(1)
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "index", &self.index)?;
         require_columns(&input.schema, [("on".to_string(), self.on.as_str())])?;
@@ -74,11 +74,32 @@ impl Operator for Pivot {
                 "nothing to pivot: every column is in \"index\" or \"on\"",
             ));
         }
+        // At most as many distinct values as the column limit allows (and
+        // one more, to tell): an id column never reaches memory whole.
+        let cap = limits.max_pivot_columns / values.len();
         let on_values = input
             .frame
             .clone()
             .select([col(self.on.as_str())])
             .unique_stable(None, UniqueKeepStrategy::Any)
+            .limit(cap.saturating_add(1).min(u32::MAX as usize) as IdxSize)
+            .collect()?;
+        if on_values.height() > cap {
+            return Err(OpError::Limit(crate::limits::message(
+                &format!(
+                    "the pivot would make a column for each distinct value of \"{}\" \
+                     times {} value column(s), more than {} column(s)",
+                    self.on,
+                    values.len(),
+                    limits.max_pivot_columns
+                ),
+                format!("over {} distinct values", cap),
+                "engine.max_pivot_columns",
+                limits.max_pivot_columns,
+            )));
+        }
+        let on_values = on_values
+            .lazy()
             .sort([self.on.as_str()], SortMultipleOptions::default())
             .collect()?;
         let agg = match self.aggregate {

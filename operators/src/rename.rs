@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, unknown_column};
+use crate::{Arity, Input, Limits, OpError, Operator, one, unknown_column};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +35,7 @@ impl Operator for Rename {
         Ok(())
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         for (old, new) in &self.mapping {
             if input.schema.get(old).is_none() {

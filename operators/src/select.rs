@@ -4,7 +4,9 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::sqlutil::{INPUT, ident, over, over_stand_in};
-use crate::{Arity, ExprKind, ExprRef, Input, OpError, Operator, expr, one, unknown_column};
+use crate::{
+    Arity, ExprKind, ExprRef, Input, Limits, OpError, Operator, expr, one, unknown_column,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +67,7 @@ impl Operator for Select {
             .collect()
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut items = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {

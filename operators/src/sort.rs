@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, Limits, OpError, Operator, one, require_columns};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +50,7 @@ impl Operator for Sort {
         Ok(())
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_columns(
             &input.schema,

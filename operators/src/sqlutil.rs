@@ -1,13 +1,20 @@
-//! Running generated SQL over inputs in a fresh, closed Polars SQL context.
+//! Running SQL over inputs in a fresh, closed Polars SQL context.
 //!
-//! Every context here starts empty and sees only the frames registered in
-//! it, which is the first half of what keeps SQL away from files; the
-//! second half is the table check in the `sql` operator.
+//! Every query the engine runs passes here: the `sql` operator's and those
+//! generated around checked expressions. Each is checked whole by
+//! [`crate::guard`] first (its tables are its inputs or its own CTEs, no
+//! table function, allowed functions only), then runs in a context that
+//! starts empty and holds only the inputs; afterwards the context must
+//! hold nothing else but the names the query itself defines.
 
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
+
+use crate::guard::QueryRules;
 
 /// Quotes a column or table name for SQL (`"a ""b"""`).
 pub fn ident(name: &str) -> String {
@@ -17,23 +24,78 @@ pub fn ident(name: &str) -> String {
 /// The table name generated queries use for a single input.
 pub const INPUT: &str = "__input";
 
-/// Runs `query` with `frames` registered under their names.
+/// Runs `query` with `frames` registered under their names, once
+/// [`crate::guard`] has checked it under `rules`.
 pub fn run<'a>(
     frames: impl IntoIterator<Item = (&'a str, LazyFrame)>,
     query: &str,
+    rules: QueryRules,
 ) -> PolarsResult<LazyFrame> {
     let query =
         crate::sqlrewrite::rewrite_query(query).map_err(|m| polars_err!(SQLInterface: "{m}"))?;
-    let mut ctx = SQLContext::new();
-    for (name, lf) in frames {
-        ctx.register(name, lf);
-    }
-    ctx.execute(&query)
+    let frames: Vec<(&str, LazyFrame)> = frames.into_iter().collect();
+    let names: Vec<&str> = frames.iter().map(|(n, _)| *n).collect();
+    let stmt = crate::guard::check_query(&query, Some(&names), rules)
+        .map_err(|r| polars_err!(SQLInterface: "{r}"))?;
+    execute_closed(frames, &query, &defined_names(&stmt))
 }
 
-/// Runs a query over one frame registered as [`INPUT`].
+/// Executes in a fresh context holding only `frames`, and checks that
+/// afterwards it holds nothing but them and `defined` (the query's own CTE
+/// and alias names): a table Polars registered for anything else (a table
+/// function's file) means the query reached outside its inputs.
+fn execute_closed(
+    frames: Vec<(&str, LazyFrame)>,
+    query: &str,
+    defined: &BTreeSet<String>,
+) -> PolarsResult<LazyFrame> {
+    let mut ctx = SQLContext::new();
+    for (name, lf) in &frames {
+        ctx.register(name, lf.clone());
+    }
+    let out = ctx.execute(query)?;
+    for t in ctx.get_tables() {
+        if !frames.iter().any(|(n, _)| *n == t) && !defined.contains(&t) {
+            polars_bail!(SQLInterface: "query refused: it made Polars open table \"{t}\", which is not an input");
+        }
+    }
+    Ok(out)
+}
+
+/// Names a query defines for itself: CTEs and table aliases.
+fn defined_names(stmt: &sqlparser::ast::Statement) -> BTreeSet<String> {
+    use sqlparser::ast::{Query, TableFactor, Visit, Visitor};
+    struct Names(BTreeSet<String>);
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            for cte in q.with.iter().flat_map(|w| &w.cte_tables) {
+                self.0.insert(cte.alias.name.value.clone());
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            let alias = match t {
+                TableFactor::Table { alias, .. }
+                | TableFactor::Derived { alias, .. }
+                | TableFactor::UNNEST { alias, .. }
+                | TableFactor::NestedJoin { alias, .. } => alias.as_ref(),
+                _ => None,
+            };
+            if let Some(a) = alias {
+                self.0.insert(a.name.value.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut n = Names(BTreeSet::new());
+    let _ = stmt.visit(&mut n);
+    n.0
+}
+
+/// Runs a generated query over one frame registered as [`INPUT`].
 pub fn over(lf: LazyFrame, query: &str) -> PolarsResult<LazyFrame> {
-    run([(INPUT, lf)], query)
+    run([(INPUT, lf)], query, QueryRules::Generated)
 }
 
 /// Evaluates an aggregate boolean expression over a frame: the conditional
@@ -221,13 +283,43 @@ mod tests {
         let mut lf = input();
         let schema = lf.collect_schema().unwrap();
         let q = "SELECT * FROM __input WHERE x IN (SELECT x FROM __input WHERE g = 'a')";
-        let direct = over(input(), q).unwrap().collect().unwrap();
-        let built = over_stand_in(input(), &schema, |f| over(f, q))
+        let sql = |f| run([(INPUT, f)], q, QueryRules::Sql);
+        let direct = sql(input()).unwrap().collect().unwrap();
+        let built = over_stand_in(input(), &schema, sql)
             .unwrap()
             .collect()
             .unwrap();
         // Grafted, the subquery would have read the empty stand-in: no row.
         assert_eq!(direct.height(), 2);
         assert!(built.equals_missing(&direct), "{built}");
+        // A generated query never holds one: its expressions were checked.
+        let e = over(input(), q).err().unwrap().to_string();
+        assert!(e.contains("subqueries are not allowed"), "{e}");
+    }
+
+    #[test]
+    fn a_context_that_opened_anything_but_its_inputs_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mudrock-sqlutil-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("host.csv");
+        std::fs::write(&file, "id\n1\n").unwrap();
+        // Past the guard (as a bug in it would be), Polars opens the file
+        // and registers it; the context check refuses the result.
+        let q = format!("SELECT * FROM read_csv('{}')", file.display());
+        let e = execute_closed(vec![(INPUT, input())], &q, &BTreeSet::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("which is not an input"), "{e}");
+        // The guard refuses it before Polars sees it.
+        let e = run([(INPUT, input())], &q, QueryRules::Sql)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("table function read_csv"), "{e}");
+        // A query's own CTEs and aliases are its business.
+        let q = "WITH t AS (SELECT * FROM __input) SELECT * FROM t AS u";
+        assert_eq!(over(input(), q).unwrap().collect().unwrap().height(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

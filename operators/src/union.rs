@@ -4,7 +4,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, OpError, Operator};
+use crate::{Arity, Input, Limits, OpError, Operator};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +26,7 @@ impl Operator for Union {
         Arity::AtLeast(1)
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let args = UnionArgs {
             maintain_order: true,
             ..Default::default()

@@ -5,7 +5,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::join::one_or_many;
-use crate::{Arity, Input, OpError, Operator, one, require_list};
+use crate::{Arity, Input, Limits, OpError, Operator, one, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -37,7 +37,7 @@ impl Operator for Unpivot {
         Arity::Exactly(1)
     }
 
-    fn build(&self, inputs: Vec<Input>) -> Result<LazyFrame, OpError> {
+    fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "index", &self.index)?;
         let on = match &self.on {

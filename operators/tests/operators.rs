@@ -26,7 +26,7 @@ fn inputs(frames: Vec<(&str, DataFrame)>) -> Vec<Input> {
 
 fn run(config: Value, frames: Vec<(&str, DataFrame)>) -> Result<DataFrame, OpError> {
     let op = parse(config);
-    let lf = op.build(inputs(frames))?;
+    let lf = op.build(inputs(frames), &mudrock_operators::Limits::default())?;
     let df = lf.collect()?;
     if op.needs_check() {
         op.check(&df)?;
@@ -566,13 +566,18 @@ fn sql_cannot_read_files() {
         );
         assert!(
             e.message
-                .ends_with("is not allowed: a sql node reads only its inputs"),
+                .ends_with("is not allowed: pipelines read data only through ingestion nodes"),
             "{}",
             e.message
         );
     }
+    let q = format!("SELECT * FROM '{p}'");
+    let e = spec.parse(&json!({ "query": q })).err().unwrap();
+    assert_eq!(
+        e.message,
+        format!("string-literal table '{p}' is not allowed: a query reads only its inputs")
+    );
     for (q, table) in [
-        (format!("SELECT * FROM '{p}'"), p.to_string()),
         (format!("SELECT * FROM \"{p}\""), p.to_string()),
         (
             "SELECT * FROM other_table".to_string(),

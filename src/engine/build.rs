@@ -1,7 +1,7 @@
 //! Building one node's lazy frame from its inputs, shared by `plan` and
 //! the executor, and the frame an error edge hands to its target.
 
-use mudrock_operators::{Input, OpError};
+use mudrock_operators::{Input, Limits, OpError};
 use polars::prelude::*;
 
 use super::ingest::{self, SourceData};
@@ -22,6 +22,7 @@ pub fn build_node(
     inputs: Vec<Input>,
     sources: Option<&SourceData>,
     schema_of: &mut SchemaOf<'_>,
+    limits: &Limits,
 ) -> Result<(LazyFrame, SchemaRef), NodeError> {
     let lf = match &node.kind {
         NodeKind::Ingestion(cfg) => {
@@ -31,7 +32,7 @@ pub fn build_node(
             ingest::scan(cfg, data)
                 .map_err(|e| NodeError::new(NodeErrorKind::Data, e.to_string()))?
         }
-        NodeKind::Operator { op, .. } => op.build(inputs).map_err(|e| op_error(node, e))?,
+        NodeKind::Operator { op, .. } => op.build(inputs, limits).map_err(|e| op_error(node, e))?,
         NodeKind::Output(_) => inputs
             .into_iter()
             .next()
@@ -66,8 +67,9 @@ pub fn op_error(node: &Node, e: OpError) -> NodeError {
             message,
             retryable: false,
         },
-        OpError::Polars(p) => NodeError::new(NodeErrorKind::Data, clean_polars(&p.to_string())),
+        OpError::Polars(p) => NodeError::from_polars(&clean_polars(&p.to_string())),
         OpError::CheckFailed(m) => NodeError::new(NodeErrorKind::Assertion, m),
+        OpError::Limit(m) => NodeError::new(NodeErrorKind::Limit, m),
     }
 }
 

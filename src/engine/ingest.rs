@@ -23,11 +23,13 @@ fn is_glob(key: &str) -> bool {
     key.contains(['*', '?', '[', '{'])
 }
 
-/// Every object a source names, sorted by key, without duplicates.
+/// Every object a source names, sorted by key, without duplicates; at most
+/// `max_matches` (`engine.max_glob_matches`) in all.
 pub async fn resolve(
     store: &dyn ObjectStore,
     bucket: &str,
     cfg: &IngestionConfig,
+    max_matches: usize,
 ) -> Result<Vec<ObjectMeta>, NodeError> {
     let mut out: Vec<ObjectMeta> = Vec::new();
     for key in cfg.source.keys() {
@@ -54,6 +56,17 @@ pub async fn resolve(
                 return Err(NodeError::new(
                     NodeErrorKind::Data,
                     format!("no object matches \"{key}\""),
+                ));
+            }
+            if out.len() > max_matches {
+                return Err(NodeError::new(
+                    NodeErrorKind::Limit,
+                    mudrock_operators::limits::message(
+                        &format!("objects matched by \"{key}\""),
+                        out.len(),
+                        "engine.max_glob_matches",
+                        max_matches,
+                    ),
                 ));
             }
         } else {
@@ -130,14 +143,17 @@ impl SourceData {
 pub struct SourceFiles {
     dir: PathBuf,
     files: Mutex<HashMap<String, Arc<OnceCell<(Downloaded, PathBuf)>>>>,
+    /// Every download is charged to the run's scratch budget first.
+    budget: Arc<super::scratch::ScratchBudget>,
 }
 
 impl SourceFiles {
     /// Files go under `dir` (created on the first download).
-    pub fn new(dir: PathBuf) -> Self {
+    pub fn new(dir: PathBuf, budget: Arc<super::scratch::ScratchBudget>) -> Self {
         SourceFiles {
             dir,
             files: Mutex::new(HashMap::new()),
+            budget,
         }
     }
 
@@ -147,8 +163,9 @@ impl SourceFiles {
         &self,
         store: &dyn ObjectStore,
         bucket: &str,
-        key: &str,
+        meta: &ObjectMeta,
     ) -> Result<(Downloaded, PathBuf), StoreError> {
+        let key = meta.key.as_str();
         let (cell, n) = {
             let mut files = self.files.lock().unwrap();
             let n = files.len();
@@ -156,6 +173,11 @@ impl SourceFiles {
         };
         let got = cell
             .get_or_try_init(|| async {
+                // Charged at the size listed: a source is never larger
+                // than that and still the version the run keyed.
+                self.budget
+                    .charge(meta.size, &format!("source \"{key}\""))
+                    .map_err(StoreError::Other)?;
                 tokio::fs::create_dir_all(&self.dir).await.map_err(|e| {
                     StoreError::Other(format!("scratch dir {}: {e}", self.dir.display()))
                 })?;
@@ -183,7 +205,7 @@ impl SourceFiles {
             let h = crate::cache::hash_object(store, bucket, &meta.key).await?;
             return Ok((meta.clone(), h));
         }
-        let (d, _) = self.download(store, bucket, &meta.key).await?;
+        let (d, _) = self.download(store, bucket, meta).await?;
         Ok((d.meta, d.blake3))
     }
 
@@ -201,7 +223,7 @@ impl SourceFiles {
             return Ok(p);
         }
         let (d, path) = self
-            .download(store, bucket, &hashed.key)
+            .download(store, bucket, hashed)
             .await
             .map_err(NodeError::storage)?;
         if d.meta.version != hashed.version {

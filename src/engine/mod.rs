@@ -21,6 +21,7 @@
 mod build;
 pub mod ingest;
 pub mod plan;
+mod scratch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ pub struct RunOptions {
     pub events: Option<mpsc::UnboundedSender<Event>>,
     /// Set to stop between nodes; the run ends `cancelled`.
     pub cancel: Arc<AtomicBool>,
+    /// What one run may use (pivot columns, join rows, glob matches,
+    /// scratch disk); a node over a limit fails naming it.
+    pub limits: crate::limits::RunLimits,
 }
 
 impl RunOptions {
@@ -107,6 +111,7 @@ impl RunOptions {
             streaming_above_bytes: DEFAULT_STREAMING_ABOVE_BYTES,
             events: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            limits: Default::default(),
         }
     }
 }
@@ -219,6 +224,8 @@ struct Ctx {
     /// Remote sources downloaded by hashing, scanned by units.
     files: ingest::SourceFiles,
     scratch: PathBuf,
+    /// What the run's scratch files may add up to.
+    budget: Arc<scratch::ScratchBudget>,
     run_prefix: String,
     computed: AtomicBool,
     /// Cache writes of intermediate checkpoints, off the critical path:
@@ -284,7 +291,8 @@ impl Engine {
             .map_err(|e| {
                 EngineError::Internal(format!("scratch dir in {}: {e}", self.scratch.display()))
             })?;
-        let files = ingest::SourceFiles::new(scratch.path().join("sources"));
+        let budget = Arc::new(scratch::ScratchBudget::new(opts.limits.max_scratch_bytes));
+        let files = ingest::SourceFiles::new(scratch.path().join("sources"), budget.clone());
         let prep = prepare(store.as_ref(), &opts, &pipeline, &files).await?;
         tracing::info!(
             run_id = %opts.run_id,
@@ -301,6 +309,7 @@ impl Engine {
             prep,
             files,
             scratch: scratch.path().to_path_buf(),
+            budget,
             run_prefix: run_prefix.clone(),
             computed: AtomicBool::new(false),
             background: Default::default(),
@@ -456,49 +465,52 @@ pub(crate) async fn prepare(
             cacheable[i] = false;
         }
         keys[i] = match &node.kind {
-            NodeKind::Ingestion(cfg) => match ingest::resolve(store, &opts.bucket, cfg).await {
-                Ok(objs) => {
-                    let mut hashed = Vec::with_capacity(objs.len());
-                    let mut failed = None;
-                    for m in objs {
-                        let read = || files.hash(store, &opts.bucket, &m);
-                        match cache::hash_source(store, &opts.bucket, &m, read).await {
-                            Ok((o, read)) => {
-                                if read {
-                                    bytes_hashed += o.size;
+            NodeKind::Ingestion(cfg) => {
+                match ingest::resolve(store, &opts.bucket, cfg, opts.limits.max_glob_matches).await
+                {
+                    Ok(objs) => {
+                        let mut hashed = Vec::with_capacity(objs.len());
+                        let mut failed = None;
+                        for m in objs {
+                            let read = || files.hash(store, &opts.bucket, &m);
+                            match cache::hash_source(store, &opts.bucket, &m, read).await {
+                                Ok((o, read)) => {
+                                    if read {
+                                        bytes_hashed += o.size;
+                                    }
+                                    hashed.push((m, o));
                                 }
-                                hashed.push((m, o));
+                                Err(e) => {
+                                    failed = Some(NodeError::storage(e));
+                                    break;
+                                }
                             }
-                            Err(e) => {
-                                failed = Some(NodeError::storage(e));
-                                break;
+                        }
+                        match failed {
+                            Some(e) => {
+                                sources[i] = Some(Err(e));
+                                None
+                            }
+                            None => {
+                                let config =
+                                    canonical_json(&serde_json::to_value(cfg).unwrap_or_default());
+                                let objs: Vec<SourceObject> =
+                                    hashed.iter().map(|(_, o)| o.clone()).collect();
+                                sources[i] = Some(Ok(hashed));
+                                Some(cache::ingestion_key(&config, &objs))
                             }
                         }
                     }
-                    match failed {
-                        Some(e) => {
-                            sources[i] = Some(Err(e));
-                            None
+                    Err(mut e) => {
+                        // A source that is not there is the `source` field's problem.
+                        if e.kind == NodeErrorKind::Data {
+                            e.path = Some(format!("{}.config.source", node.path));
                         }
-                        None => {
-                            let config =
-                                canonical_json(&serde_json::to_value(cfg).unwrap_or_default());
-                            let objs: Vec<SourceObject> =
-                                hashed.iter().map(|(_, o)| o.clone()).collect();
-                            sources[i] = Some(Ok(hashed));
-                            Some(cache::ingestion_key(&config, &objs))
-                        }
+                        sources[i] = Some(Err(e));
+                        None
                     }
                 }
-                Err(mut e) => {
-                    // A source that is not there is the `source` field's problem.
-                    if e.kind == NodeErrorKind::Data {
-                        e.path = Some(format!("{}.config.source", node.path));
-                    }
-                    sources[i] = Some(Err(e));
-                    None
-                }
-            },
+            }
             kind => {
                 let input_keys: Option<Vec<String>> =
                     p.inputs(i).map(|e| keys[e.source].clone()).collect();
@@ -754,7 +766,7 @@ async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeE
                         "input-{node}-{}.parquet",
                         uuid::Uuid::now_v7().simple()
                     ));
-                    crate::store::download(
+                    let d = crate::store::download(
                         ctx.store.as_ref(),
                         &ctx.opts.bucket,
                         &data_key,
@@ -762,6 +774,10 @@ async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeE
                     )
                     .await
                     .map_err(NodeError::storage)?;
+                    let what = format!("input \"{}\"", ctx.pipeline.nodes[node].id);
+                    ctx.budget
+                        .charge(d.meta.size, &what)
+                        .map_err(|m| NodeError::new(NodeErrorKind::Limit, m))?;
                     Ok(Ready::Path(path))
                 }
             }
@@ -1462,6 +1478,7 @@ fn compute(
                 inputs,
                 sources.get(&m).map(|(d, _)| d),
                 &mut schema_of,
+                &ctx.opts.limits.ops,
             ),
         };
         match built {
@@ -1508,6 +1525,9 @@ fn compute(
             Sunk::Written(parquet, rows) => {
                 for &m in running {
                     outcomes.push((m, ok((m == root).then_some(rows))));
+                }
+                if let Err(m) = ctx.budget.charge(parquet.bytes, &what_of(p, root)) {
+                    return storage_failure(outcomes, root, m);
                 }
                 return Computed {
                     members: outcomes,
@@ -1562,7 +1582,7 @@ fn compute(
                     continue;
                 }
                 let o = match role {
-                    Role::Failed => fail(NodeError::new(NodeErrorKind::Data, message.clone())),
+                    Role::Failed => fail(NodeError::from_polars(&message)),
                     Role::Below => skip(),
                     Role::Above => ok(None),
                 };
@@ -1614,7 +1634,10 @@ fn compute(
             NodeKind::Output(c) => c.compression,
             _ => crate::pipeline::Compression::Zstd,
         };
-        match write_parquet(&mut df, &path, compression) {
+        match write_parquet(&mut df, &path, compression).and_then(|parquet| {
+            ctx.budget.charge(parquet.bytes, &what_of(p, root))?;
+            Ok(parquet)
+        }) {
             Ok(parquet) => {
                 let export = match &p.nodes[root].kind {
                     NodeKind::Output(c) => c.export.as_ref().map(|x| {
@@ -1625,6 +1648,7 @@ fn compute(
                             format.name()
                         ));
                         write_export(&mut df, &xp, format, compression).and_then(|bytes| {
+                            ctx.budget.charge(bytes, &format!("export \"{x}\""))?;
                             let blake3 = cache::hash_file(&xp).map_err(|e| e.to_string())?;
                             Ok((
                                 xp,
@@ -1663,15 +1687,27 @@ fn compute(
     }
 }
 
+/// What a unit root's scratch file is, for the scratch budget's message.
+fn what_of(p: &Pipeline, root: usize) -> String {
+    format!("the result of node \"{}\"", p.nodes[root].id)
+}
+
+/// The root failed writing its scratch file: over the scratch budget (a
+/// limit) or the disk refused (internal).
 fn storage_failure(
     mut outcomes: Vec<(usize, MemberOutcome)>,
     root: usize,
     msg: String,
 ) -> Computed {
+    let kind = if mudrock_operators::limits::is_limit_message(&msg) {
+        NodeErrorKind::Limit
+    } else {
+        NodeErrorKind::Internal
+    };
     for (m, o) in &mut outcomes {
         if *m == root {
             o.status = NodeStatus::Failed;
-            o.error = Some(NodeError::new(NodeErrorKind::Internal, msg.clone()));
+            o.error = Some(NodeError::new(kind.clone(), msg.clone()));
         }
     }
     Computed {
@@ -1698,9 +1734,13 @@ fn write_behind_entry(
         let path = ctx2.scratch.join(format!("{node}.parquet"));
         let rows = df.height() as u64;
         let p2 = path.clone();
+        let budget = ctx2.budget.clone();
+        let what = format!("the cache entry of node \"{node}\"");
         let written = tokio::task::spawn_blocking(move || {
             let mut df = df;
-            write_parquet(&mut df, &p2, crate::pipeline::Compression::Zstd)
+            let parquet = write_parquet(&mut df, &p2, crate::pipeline::Compression::Zstd)?;
+            budget.charge(parquet.bytes, &what)?;
+            Ok::<_, String>(parquet)
         })
         .await;
         let w = match written {

@@ -62,7 +62,8 @@ pub async fn plan(
         .prefix("mudrock-plan-")
         .tempdir()
         .map_err(|e| EngineError::Internal(format!("scratch dir: {e}")))?;
-    let files = ingest::SourceFiles::new(scratch.path().to_path_buf());
+    let budget = super::scratch::ScratchBudget::new(opts.limits.max_scratch_bytes);
+    let files = ingest::SourceFiles::new(scratch.path().to_path_buf(), budget.into());
     let prep = prepare(store, opts, &pipeline, &files).await?;
     let mut order = Vec::new();
     for &i in &prep.order {
@@ -131,9 +132,11 @@ pub async fn plan(
     }
     let p = pipeline.clone();
     let prep_order = prep.order.clone();
-    let (outputs, more) = tokio::task::spawn_blocking(move || schemas(&p, &prep_order, &data))
-        .await
-        .map_err(|e| EngineError::Internal(format!("plan task: {e}")))?;
+    let limits = opts.limits.ops;
+    let (outputs, more) =
+        tokio::task::spawn_blocking(move || schemas(&p, &prep_order, &data, &limits))
+            .await
+            .map_err(|e| EngineError::Internal(format!("plan task: {e}")))?;
     problems.extend(more);
     Ok(PlanReport {
         pipeline_id: opts.pipeline_id.clone(),
@@ -163,6 +166,7 @@ fn schemas(
     p: &Pipeline,
     order: &[usize],
     data: &HashMap<usize, ingest::SourceData>,
+    limits: &mudrock_operators::Limits,
 ) -> (Vec<PlannedOutput>, Vec<Diagnostic>) {
     let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
     // One pair of plan arenas for every node (see `build::SchemaOf`).
@@ -200,7 +204,7 @@ fn schemas(
         if missing || (matches!(node.kind, NodeKind::Ingestion(_)) && !data.contains_key(&i)) {
             continue;
         }
-        match build_node(node, inputs, data.get(&i), &mut schema_of) {
+        match build_node(node, inputs, data.get(&i), &mut schema_of, limits) {
             Ok((lf, schema)) => {
                 if matches!(node.kind, NodeKind::Output(_)) {
                     outputs.push(PlannedOutput {

@@ -1,0 +1,73 @@
+//! The run's scratch disk budget (`engine.max_scratch_mb`).
+//!
+//! A run writes into its scratch directory copies of remote sources and
+//! cached inputs, and the Parquet and export files it hands to the store.
+//! Every such file is charged here; a file that would take the run over
+//! its budget fails the node that needed it, with the limit's name.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes a run may hold in its scratch directory, and how many it holds.
+#[derive(Debug)]
+pub struct ScratchBudget {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl ScratchBudget {
+    pub fn new(max: u64) -> Self {
+        ScratchBudget {
+            max,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `bytes` for `what`, or says why not (the over-the-limit
+    /// message); a refused charge takes nothing.
+    pub fn charge(&self, bytes: u64, what: &str) -> Result<(), String> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = used.saturating_add(bytes);
+            if next > self.max {
+                return Err(mudrock_operators::limits::message(
+                    &format!(
+                        "{what} needs {bytes} bytes of scratch disk, {used} are in use by this run"
+                    ),
+                    format!("{next} bytes"),
+                    "engine.max_scratch_mb",
+                    format!("{} MiB", self.max >> 20),
+                ));
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Bytes charged so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_until_the_budget_is_spent() {
+        let b = ScratchBudget::new(3 << 20);
+        b.charge(2 << 20, "a").unwrap();
+        let e = b.charge(2 << 20, "source \"big.csv\"").unwrap_err();
+        assert!(
+            e.starts_with("over the limit engine.max_scratch_mb = 3 MiB: source \"big.csv\" needs"),
+            "{e}"
+        );
+        assert_eq!(b.used(), 2 << 20, "a refused charge takes nothing");
+        b.charge(1 << 20, "b").unwrap();
+    }
+}
