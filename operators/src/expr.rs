@@ -149,6 +149,7 @@ pub fn check_syntax(text: &str, kind: ExprKind, max_chars: usize) -> Result<SqlE
         hint: None,
     })?;
     crate::guard::check_expr(&expr)?;
+    in_context(text, &expr)?;
     let refused = |m: &str| Refused {
         message: m.to_string(),
         hint: None,
@@ -163,6 +164,34 @@ pub fn check_syntax(text: &str, kind: ExprKind, max_chars: usize) -> Result<SqlE
             ))
         }
         _ => Ok(expr),
+    }
+}
+
+/// Checks that the expression means the same inside the queries the engine
+/// builds around it: it parses there (a bare keyword such as `WITH` parses
+/// alone but not in a WHERE) into the very same expression.
+fn in_context(text: &str, expr: &SqlExpr) -> Result<(), Refused> {
+    use sqlparser::ast::{SetExpr, Statement};
+    let q = format!("SELECT * FROM {} WHERE ({text})", crate::sqlutil::INPUT);
+    let refused = |m: String| Refused {
+        message: format!("expression does not parse where it is used: {m}"),
+        hint: Some("quote a column whose name is a keyword: \"name\"".into()),
+    };
+    let stmt = crate::guard::check_query(&q, None, crate::guard::QueryRules::Generated)
+        .map_err(|r| refused(r.message))?;
+    let selection = match &stmt {
+        Statement::Query(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => s.selection.as_ref(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match selection {
+        Some(SqlExpr::Nested(inner)) if inner.to_string() == expr.to_string() => Ok(()),
+        other => Err(refused(format!(
+            "it reads as {} there",
+            other.map_or_else(|| "nothing".to_string(), |e| e.to_string())
+        ))),
     }
 }
 
@@ -240,6 +269,14 @@ mod tests {
             "over the limit limits.max_expression_chars = 5: the expression's length in \
              characters (6); raise limits.max_expression_chars in the config if this is intended"
         );
+        // Found by the fuzzer: a keyword parses alone, not in a query.
+        let e = check_syntax("WITH", ExprKind::Row, max).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("expression does not parse where it is used: "),
+            "{e}"
+        );
+        assert!(check_syntax("\"WITH\" > 1", ExprKind::Row, max).is_ok());
         let deep = format!("{}x{}", "(".repeat(60), ")".repeat(60));
         assert_eq!(
             check_syntax(&deep, ExprKind::Row, max).unwrap_err().message,

@@ -289,7 +289,11 @@ pub fn did_you_mean<'a>(
             let mut score = strsim::jaro_winkler(&given_lower, &cl);
             let abbreviates =
                 is_subsequence(&given_lower, &cl) || is_subsequence(&cl, &given_lower);
-            if given_lower.len() >= 2 && cl.len() >= 2 && cl[..1] == given_lower[..1] && abbreviates
+            let same_start = cl.chars().next() == given_lower.chars().next();
+            if given_lower.chars().count() >= 2
+                && cl.chars().count() >= 2
+                && same_start
+                && abbreviates
             {
                 score = score.max(0.85);
             }
@@ -498,5 +502,7 @@ mod tests {
             Some("did you mean \"filter\"?")
         );
         assert_eq!(did_you_mean("zzz", names()), None);
+        // Found by the fuzzer: a first character of several bytes.
+        assert_eq!(did_you_mean("𑴆 x", ["xy", "𑴆y"]), None);
     }
 }

@@ -1,0 +1,7 @@
+//! libFuzzer entry point for the `document` target (see ../targets.rs).
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::document(data));

@@ -1,0 +1,1 @@
+SELECT customer_id, sum(revenue) AS r FROM input GROUP BY customer_id ORDER BY r DESC LIMIT 10

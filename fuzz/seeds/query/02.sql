@@ -1,0 +1,1 @@
+WITH t AS (SELECT * FROM orders) SELECT * FROM t JOIN input USING (id)

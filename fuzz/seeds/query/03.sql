@@ -1,0 +1,1 @@
+SELECT date_trunc('month', ts) AS m, count(*) FROM input GROUP BY 1

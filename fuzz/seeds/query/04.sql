@@ -1,0 +1,1 @@
+SELECT * FROM input WHERE id IN (SELECT id FROM orders)

@@ -1,0 +1,1 @@
+WITH s AS (SELECT * FROM read_parquet('/x')) SELECT * FROM s

@@ -1,0 +1,1 @@
+SELECT * FROM input, read_json('/x')

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT * FROM input) AS x JOIN orders AS o ON x.id = o.id
