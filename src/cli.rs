@@ -237,17 +237,26 @@ pub fn main() -> i32 {
     // Before any thread exists: Landlock binds this thread and its future
     // children only.
     if let Some(paths) = sandbox_paths(&cli, &config) {
+        use crate::sandbox::Status;
+        let required = config.sandbox.required;
         match crate::sandbox::apply(&config.sandbox, &paths) {
-            Ok(crate::sandbox::Status::Unsupported) => tracing::warn!(
+            Ok(s @ (Status::Unsupported | Status::Partial)) if required => {
+                eprintln!("error: sandbox {} and sandbox.required is set", s.name());
+                return 3;
+            }
+            Ok(Status::Unsupported) => tracing::warn!(
                 "sandbox not supported by this kernel (no Landlock): the process runs unrestricted"
             ),
-            Ok(crate::sandbox::Status::Partial) => tracing::warn!(
+            Ok(Status::Partial) => tracing::warn!(
                 "sandbox partially enforced: this kernel's Landlock lacks some rules"
             ),
             Ok(status) => tracing::debug!(status = status.name(), "sandbox"),
-            Err(e) => {
+            Err(e) if required => {
                 eprintln!("error: {e}");
                 return 3;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox not applied: the process runs unrestricted")
             }
         }
     }

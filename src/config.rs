@@ -331,6 +331,35 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_the_sandbox_are_configured_like_the_rest() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "l.toml",
+                "[engine]\nmax_pivot_columns = 7\nmax_scratch_mb = 2\n[limits]\nmax_nodes = 3\n\
+                 [sandbox]\nextra_read = [\"/opt/certs\"]\n",
+            )?;
+            jail.set_env("MUDROCK_SANDBOX__ENABLED", "false");
+            jail.set_env("MUDROCK_ENGINE__MAX_JOIN_ROWS", "99");
+            let c = Config::load(Some(Path::new("l.toml"))).map_err(|e| e.to_string())?;
+            let run = c.engine.limits();
+            assert_eq!(run.ops.max_pivot_columns, 7);
+            assert_eq!(run.ops.max_join_rows, 99);
+            assert_eq!(run.max_scratch_bytes, 2 << 20);
+            assert_eq!(run.max_glob_matches, 10_000, "defaults fill the rest");
+            assert_eq!(c.limits.max_nodes, 3);
+            assert_eq!(c.limits.max_expression_chars, 10_000);
+            assert!(!c.sandbox.enabled);
+            assert_eq!(c.sandbox.extra_read, [PathBuf::from("/opt/certs")]);
+            jail.create_file("bad.toml", "[limits]\nmax_node = 3\n")?;
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("max_node"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_engine_section_decides_streaming() {
         use crate::engine::{RunOptions, Streaming};
         figment::Jail::expect_with(|jail| {

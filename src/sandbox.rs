@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 pub struct SandboxConfig {
     /// Restrict the process (where the kernel supports Landlock).
     pub enabled: bool,
+    /// Refuse to start unless the sandbox is fully enforced (by default a
+    /// kernel or container without Landlock only gets a warning).
+    pub required: bool,
     /// More paths the process may read (and list, if directories).
     pub extra_read: Vec<PathBuf>,
     /// More paths the process may read and write.
@@ -38,6 +41,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             enabled: true,
+            required: false,
             extra_read: Vec::new(),
             extra_write: Vec::new(),
         }

@@ -104,43 +104,43 @@ pub struct Options {
 pub fn validate_str(text: &str, opts: Options) -> Result<(Pipeline, Report), Report> {
     // Refused before parsing: a huge document costs nothing.
     if text.len() > opts.limits.max_definition_bytes() {
-        let mut r = Report::default();
-        r.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            path: "$".into(),
-            node: None,
-            edge: None,
-            message: crate::limits::message(
-                "the pipeline document's size in bytes",
-                text.len(),
-                "limits.max_definition_kb",
-                opts.limits.max_definition_kb,
-            ),
-            hint: None,
-        });
-        return Err(r);
+        return Err(document_error(too_large(text.len(), &opts)));
     }
     match serde_json::from_str::<Value>(text) {
         Ok(v) => validate(v, opts),
         Err(e) => {
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let mut r = Report::default();
-            r.diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                path: "$".into(),
-                node: None,
-                edge: None,
-                message: format!(
-                    "invalid JSON at line {} column {}: {msg}",
-                    e.line(),
-                    e.column()
-                ),
-                hint: None,
-            });
-            Err(r)
+            Err(document_error(format!(
+                "invalid JSON at line {} column {}: {msg}",
+                e.line(),
+                e.column()
+            )))
         }
     }
+}
+
+/// A report with one error about the whole document.
+fn document_error(message: String) -> Report {
+    Report {
+        diagnostics: vec![Diagnostic {
+            severity: Severity::Error,
+            path: "$".into(),
+            node: None,
+            edge: None,
+            message,
+            hint: None,
+        }],
+    }
+}
+
+fn too_large(size: usize, opts: &Options) -> String {
+    crate::limits::message(
+        "the pipeline document's size in bytes",
+        size,
+        "limits.max_definition_kb",
+        opts.limits.max_definition_kb,
+    )
 }
 
 /// Validates a parsed document.
@@ -150,23 +150,10 @@ pub fn validate(doc: Value, opts: Options) -> Result<(Pipeline, Report), Report>
         opts,
     };
     let size = serde_json::to_vec(&doc).map_or(usize::MAX, |b| b.len());
-    let max = opts.limits.max_definition_bytes();
-    let pipeline = if size > max {
-        v.err_node(
-            "$",
-            None,
-            crate::limits::message(
-                "the pipeline document's size in bytes",
-                size,
-                "limits.max_definition_kb",
-                opts.limits.max_definition_kb,
-            ),
-            None,
-        );
-        None
-    } else {
-        v.run(&doc)
-    };
+    if size > opts.limits.max_definition_bytes() {
+        return Err(document_error(too_large(size, &opts)));
+    }
+    let pipeline = v.run(&doc);
     let mut report = Report {
         diagnostics: v.diags,
     };
