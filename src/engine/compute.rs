@@ -1,0 +1,390 @@
+//! The blocking Polars part of a unit: build every member, collect (or
+//! stream into Parquet) the root, find the failing member, run asserts and
+//! write the root's Parquet and export files into scratch.
+
+use super::*;
+
+/// Where a member stands relative to the node that failed in its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Failed,
+    /// Downstream of the failure: skipped (`upstream_failed`).
+    Below,
+    /// Upstream of it or beside it: fine, but never materialised alone.
+    Above,
+}
+
+/// Roles of the running members, in topological order, when `at` fails.
+pub(super) fn roles(p: &Pipeline, running: &[usize], at: usize) -> Vec<(usize, Role)> {
+    let mut failed_or_below = vec![at];
+    running
+        .iter()
+        .map(|&m| {
+            let role = if m == at {
+                Role::Failed
+            } else if p.inputs(m).any(|e| failed_or_below.contains(&e.source)) {
+                failed_or_below.push(m);
+                Role::Below
+            } else {
+                Role::Above
+            };
+            (m, role)
+        })
+        .collect()
+}
+
+/// What the blocking part of a unit produced.
+pub(super) struct Computed {
+    pub(super) members: Vec<(usize, MemberOutcome)>,
+    /// The root's result; None when it failed or was streamed to a file.
+    pub(super) df: Option<DataFrame>,
+    /// The root's row count when it has data.
+    pub(super) rows: Option<u64>,
+    pub(super) conditions: BTreeMap<String, Result<bool, String>>,
+    pub(super) written: Option<Written>,
+}
+
+pub(super) struct MemberOutcome {
+    pub(super) status: NodeStatus,
+    pub(super) reason: Option<&'static str>,
+    pub(super) rows: Option<u64>,
+    pub(super) error: Option<NodeError>,
+}
+
+pub(super) struct Written {
+    pub(super) path: PathBuf,
+    pub(super) parquet: WrittenParquet,
+    pub(super) export: Option<(PathBuf, ExportRecord)>,
+}
+
+pub(super) fn compute(
+    ctx: &Ctx,
+    root: usize,
+    running: &[usize],
+    ready: HashMap<usize, Ready>,
+    error_frames: HashMap<usize, DataFrame>,
+    sources: HashMap<usize, (SourceData, Vec<String>)>,
+    write: bool,
+    streaming: bool,
+) -> Computed {
+    let engine = if streaming {
+        polars::prelude::Engine::Streaming
+    } else {
+        polars::prelude::Engine::InMemory
+    };
+    let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
+    let p = &ctx.pipeline;
+    let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
+    // One pair of plan arenas for the unit (see `build::SchemaOf`).
+    let (mut lp_arena, mut expr_arena) = (Default::default(), Default::default());
+    let mut schema_of = |lf: &mut LazyFrame| lf.schema_with_arenas(&mut lp_arena, &mut expr_arena);
+    let mut outcomes: Vec<(usize, MemberOutcome)> = Vec::new();
+    let ok = |rows| MemberOutcome {
+        status: NodeStatus::Succeeded,
+        reason: None,
+        rows,
+        error: None,
+    };
+    let fail = |e: NodeError| MemberOutcome {
+        status: NodeStatus::Failed,
+        reason: None,
+        rows: None,
+        error: Some(e),
+    };
+    let skip = || MemberOutcome {
+        status: NodeStatus::Skipped,
+        reason: Some("upstream_failed"),
+        rows: None,
+        error: None,
+    };
+
+    // Build every member; a member whose input failed to build is skipped.
+    let mut broken: Vec<usize> = Vec::new();
+    for &m in running {
+        if p.inputs(m).any(|e| broken.contains(&e.source)) {
+            broken.push(m);
+            outcomes.push((m, skip()));
+            continue;
+        }
+        let mut inputs = Vec::new();
+        let mut input_err = None;
+        for e in p.inputs(m) {
+            let name = p.nodes[e.source].id.clone();
+            let (frame, schema) = if let Some((lf, s)) = frames.get(&e.source) {
+                (lf.clone(), s.clone())
+            } else if let Some(df) = error_frames.get(&e.source) {
+                (df.clone().lazy(), df.schema().clone())
+            } else if let Some(r) = ready.get(&e.source) {
+                match r
+                    .lazy()
+                    .and_then(|mut lf| lf.collect_schema().map(|s| (lf, s)))
+                {
+                    Ok(x) => x,
+                    Err(err) => {
+                        input_err = Some(NodeError::new(
+                            NodeErrorKind::Data,
+                            format!("reading input \"{name}\": {err}"),
+                        ));
+                        break;
+                    }
+                }
+            } else {
+                input_err = Some(NodeError::new(
+                    NodeErrorKind::Internal,
+                    format!("input \"{name}\" has no data"),
+                ));
+                break;
+            };
+            inputs.push(Input {
+                name,
+                frame,
+                schema,
+            });
+        }
+        let built = match input_err {
+            Some(e) => Err(e),
+            None => build_node(
+                &p.nodes[m],
+                inputs,
+                sources.get(&m).map(|(d, _)| d),
+                &mut schema_of,
+                &ctx.opts.limits.ops,
+            ),
+        };
+        match built {
+            Ok(x) => {
+                frames.insert(m, x);
+            }
+            Err(e) => {
+                broken.push(m);
+                outcomes.push((m, fail(e)));
+            }
+        }
+    }
+    let Some((root_lf, _)) = frames.get(&root).cloned() else {
+        // The root did not build: members that did are fine but unused.
+        for &m in running {
+            if frames.contains_key(&m) && !outcomes.iter().any(|(x, _)| *x == m) {
+                outcomes.push((m, ok(None)));
+            }
+        }
+        return Computed {
+            members: outcomes,
+            df: None,
+            rows: None,
+            conditions: BTreeMap::new(),
+            written: None,
+        };
+    };
+
+    // Where the root's Parquet goes when it is written.
+    let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
+    // An output with nothing downstream and no export, on the streaming
+    // engine, is streamed straight into its Parquet file: the result is
+    // never whole in memory.
+    let sink = match &p.nodes[root].kind {
+        NodeKind::Output(c)
+            if streaming && write && c.export.is_none() && p.outputs(root).next().is_none() =>
+        {
+            Some(c.compression)
+        }
+        _ => None,
+    };
+    let collected = match sink {
+        Some(compression) => match sink_parquet(root_lf, &path, compression) {
+            Sunk::Written(parquet, rows) => {
+                for &m in running {
+                    outcomes.push((m, ok((m == root).then_some(rows))));
+                }
+                if let Err(m) = ctx.budget.charge(parquet.bytes, &what_of(p, root)) {
+                    return storage_failure(outcomes, root, m);
+                }
+                return Computed {
+                    members: outcomes,
+                    df: None,
+                    rows: Some(rows),
+                    conditions: BTreeMap::new(),
+                    written: Some(Written {
+                        path,
+                        parquet,
+                        export: None,
+                    }),
+                };
+            }
+            Sunk::Query(e) => Err(e),
+            Sunk::File(msg) => {
+                for &m in running {
+                    outcomes.push((m, ok(None)));
+                }
+                return storage_failure(outcomes, root, msg);
+            }
+        },
+        None => collect(root_lf),
+    };
+    // Collect the root; on failure find the member that fails.
+    let mut df = match collected {
+        Ok(df) => df,
+        Err(e) => {
+            let mut culprit = None;
+            if running.len() > 1 {
+                for &m in running {
+                    if m == root {
+                        break;
+                    }
+                    if let Err(e) = collect(frames[&m].0.clone()) {
+                        culprit = Some((m, e));
+                        break;
+                    }
+                }
+            }
+            let (at, e) = culprit.unwrap_or((root, e));
+            let mut message = build::clean_polars(&e.to_string());
+            if let Some((data, keys)) = sources.get(&at) {
+                if let NodeKind::Ingestion(cfg) = &p.nodes[at].kind {
+                    if let Some((key, msg)) = ingest::culprit(cfg, data, keys) {
+                        message = format!("{key}: {}", build::clean_polars(&msg));
+                    }
+                }
+            }
+            for (m, role) in roles(p, running, at) {
+                // Members that failed to build are already recorded.
+                if outcomes.iter().any(|(x, _)| *x == m) {
+                    continue;
+                }
+                let o = match role {
+                    Role::Failed => fail(NodeError::from_polars(&message)),
+                    Role::Below => skip(),
+                    Role::Above => ok(None),
+                };
+                outcomes.push((m, o));
+            }
+            return Computed {
+                members: outcomes,
+                df: None,
+                rows: None,
+                conditions: BTreeMap::new(),
+                written: None,
+            };
+        }
+    };
+    let rows = df.height() as u64;
+    // Asserts look at the data.
+    if let NodeKind::Operator { op, .. } = &p.nodes[root].kind {
+        if op.needs_check() {
+            if let Err(e) = op.check(&df) {
+                for &m in running {
+                    if m != root {
+                        outcomes.push((m, ok(None)));
+                    }
+                }
+                outcomes.push((root, fail(build::op_error(&p.nodes[root], e))));
+                return Computed {
+                    members: outcomes,
+                    df: None,
+                    rows: None,
+                    conditions: BTreeMap::new(),
+                    written: None,
+                };
+            }
+        }
+    }
+    for &m in running {
+        outcomes.push((m, ok(if m == root { Some(rows) } else { None })));
+    }
+    let mut conditions = BTreeMap::new();
+    for e in p.outputs(root) {
+        if let EdgeKind::Conditional(c) = &e.kind {
+            conditions
+                .entry(c.clone())
+                .or_insert_with(|| mudrock_operators::sqlutil::eval_bool(df.clone().lazy(), c));
+        }
+    }
+    let written = if write {
+        let compression = match &p.nodes[root].kind {
+            NodeKind::Output(c) => c.compression,
+            _ => crate::pipeline::Compression::Zstd,
+        };
+        match write_parquet(&mut df, &path, compression).and_then(|parquet| {
+            ctx.budget.charge(parquet.bytes, &what_of(p, root))?;
+            Ok(parquet)
+        }) {
+            Ok(parquet) => {
+                let export = match &p.nodes[root].kind {
+                    NodeKind::Output(c) => c.export.as_ref().map(|x| {
+                        let format = Format::from_extension(x).unwrap_or(Format::Csv);
+                        let xp = ctx.scratch.join(format!(
+                            "{}.export.{}",
+                            p.nodes[root].id,
+                            format.name()
+                        ));
+                        write_export(&mut df, &xp, format, compression).and_then(|bytes| {
+                            ctx.budget.charge(bytes, &format!("export \"{x}\""))?;
+                            let blake3 = cache::hash_file(&xp).map_err(|e| e.to_string())?;
+                            Ok((
+                                xp,
+                                ExportRecord {
+                                    key: x.clone(),
+                                    format: format.name().into(),
+                                    bytes,
+                                    blake3,
+                                    cache_file: format!("export.{}", format.name()),
+                                },
+                            ))
+                        })
+                    }),
+                    _ => None,
+                };
+                match export.transpose() {
+                    Ok(export) => Some(Written {
+                        path,
+                        parquet,
+                        export,
+                    }),
+                    Err(msg) => return storage_failure(outcomes, root, msg),
+                }
+            }
+            Err(msg) => return storage_failure(outcomes, root, msg),
+        }
+    } else {
+        None
+    };
+    Computed {
+        members: outcomes,
+        df: Some(df),
+        rows: Some(rows),
+        conditions,
+        written,
+    }
+}
+
+/// What a unit root's scratch file is, for the scratch budget's message.
+pub(super) fn what_of(p: &Pipeline, root: usize) -> String {
+    format!("the result of node \"{}\"", p.nodes[root].id)
+}
+
+/// The root failed writing its scratch file: over the scratch budget (a
+/// limit) or the disk refused (internal).
+pub(super) fn storage_failure(
+    mut outcomes: Vec<(usize, MemberOutcome)>,
+    root: usize,
+    msg: String,
+) -> Computed {
+    let kind = if mudrock_operators::limits::is_limit_message(&msg) {
+        NodeErrorKind::Limit
+    } else {
+        NodeErrorKind::Internal
+    };
+    for (m, o) in &mut outcomes {
+        if *m == root {
+            o.status = NodeStatus::Failed;
+            o.error = Some(NodeError::new(kind.clone(), msg.clone()));
+        }
+    }
+    Computed {
+        members: outcomes,
+        df: None,
+        rows: None,
+        conditions: BTreeMap::new(),
+        written: None,
+    }
+}
