@@ -72,7 +72,7 @@ impl SourceObject {
 /// with every saved version and in every run's metadata, so a run can be
 /// traced to the exact definition it ran.
 pub fn definition_hash(definition: &serde_json::Value) -> String {
-    hash_bytes(crate::validate::canonical_json(definition).as_bytes())
+    hash_bytes(crate::hash::canonical_json(definition).as_bytes())
 }
 
 /// Key of an ingestion node.
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn canonical_json_ignores_key_order() {
-        use crate::validate::canonical_json;
+        use crate::hash::canonical_json;
         let a: serde_json::Value =
             serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}}"#)
                 .unwrap();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod hash;
 pub mod limits;
 pub mod pipeline;
 pub mod queue;

@@ -59,9 +59,9 @@ use unit::*;
 use crate::artifacts::*;
 use crate::cache::{self, CacheMeta, SourceObject};
 use crate::error::{EngineError, NodeError, NodeErrorKind};
+use crate::hash::canonical_json;
 use crate::pipeline::{EdgeKind, Format, NodeKind, Pipeline};
 use crate::store::{ObjectMeta, ObjectStore};
-use crate::validate::canonical_json;
 use ingest::SourceData;
 
 /// Runs pipelines against one store.
