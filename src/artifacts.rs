@@ -14,8 +14,8 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cache::SourceObject;
 use crate::pipeline::{Compression, Format};
+use crate::store::ObjectMeta;
 
 /// `schema.json`: ordered columns plus Arrow's own schema.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -380,7 +380,7 @@ fn parquet_facts(
     nulls: impl FnOnce(&ParquetMetaData) -> Result<Vec<u64>, String>,
 ) -> Result<(WrittenParquet, u64), String> {
     let bytes = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    let blake3 = crate::cache::hash_file(path).map_err(|e| e.to_string())?;
+    let blake3 = crate::hash::hash_file(path).map_err(|e| e.to_string())?;
     let file = File::open(path).map_err(|e| e.to_string())?;
     let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
         .map_err(|e| format!("reading back parquet footer: {e}"))?;
@@ -451,4 +451,25 @@ pub fn write_export(
     };
     r.map_err(|e| format!("writing {} export: {e}", format.name()))?;
     Ok(std::fs::metadata(path).map_err(|e| e.to_string())?.len())
+}
+
+/// A source object as hashed for the key and recorded in lineage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceObject {
+    pub key: String,
+    pub size: u64,
+    pub version: String,
+    pub blake3: String,
+}
+
+impl SourceObject {
+    /// The object as hashed: the version the run's keys cover.
+    pub fn as_hashed(&self) -> ObjectMeta {
+        ObjectMeta {
+            key: self.key.clone(),
+            size: self.size,
+            version: self.version.clone(),
+        }
+    }
 }

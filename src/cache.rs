@@ -14,11 +14,11 @@
 //! only lists and heads its sources. The index lives in `temp/` because
 //! losing it costs a re-hash, nothing more.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use crate::artifacts::SourceObject;
+pub use crate::hash::{hash_bytes, hash_file};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 /// Bumped when the key derivation itself changes; invalidates everything.
@@ -44,27 +44,6 @@ impl KeyHasher {
 
     pub fn finish(&self) -> String {
         self.0.finalize().to_hex().to_string()
-    }
-}
-
-/// A source object as hashed for the key and recorded in lineage.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceObject {
-    pub key: String,
-    pub size: u64,
-    pub version: String,
-    pub blake3: String,
-}
-
-impl SourceObject {
-    /// The object as hashed: the version the run's keys cover.
-    pub fn as_hashed(&self) -> ObjectMeta {
-        ObjectMeta {
-            key: self.key.clone(),
-            size: self.size,
-            version: self.version.clone(),
-        }
     }
 }
 
@@ -104,54 +83,6 @@ pub fn node_key(
         h.field(k.as_bytes());
     }
     h.finish()
-}
-
-/// Bytes of a file mapped at once while hashing it.
-const HASH_WINDOW: u64 = 64 << 20;
-
-/// blake3 of a local file, multi-threaded, through one memory-mapped window
-/// of [`HASH_WINDOW`] bytes at a time. Mapping the whole file (what
-/// `blake3::Hasher::update_mmap_rayon` does) would put all of it in the
-/// process's resident set: a source larger than the memory budget must be
-/// hashable within it. Small files are read instead (a mapping costs more).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut h = blake3::Hasher::new();
-    if len < (1 << 20) {
-        let mut buf = Vec::with_capacity(len as usize);
-        std::io::Read::read_to_end(&mut &file, &mut buf)?;
-        h.update(&buf);
-        return Ok(h.finalize().to_hex().to_string());
-    }
-    let mut offset = 0;
-    while offset < len {
-        let n = HASH_WINDOW.min(len - offset);
-        // SAFETY: the map is read-only and dropped before the next one; a
-        // file truncated while it is hashed can fault, as with any mapped
-        // reader (Polars maps sources the same way).
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(offset)
-                .len(n as usize)
-                .map(&file)?
-        };
-        // Read ahead: the window is hashed front to back.
-        let _ = map.advise(memmap2::Advice::Sequential);
-        h.update_rayon(&map);
-        offset += n;
-    }
-    Ok(h.finalize().to_hex().to_string())
-}
-
-pub fn hash_bytes(data: &[u8]) -> String {
-    if data.len() > 1 << 20 {
-        let mut h = blake3::Hasher::new();
-        h.update_rayon(data);
-        h.finalize().to_hex().to_string()
-    } else {
-        blake3::hash(data).to_hex().to_string()
-    }
 }
 
 /// blake3 of a stored object, off the async threads: memory-mapped in
@@ -340,7 +271,7 @@ mod tests {
             0usize,
             1000,
             (1 << 20) + 7,
-            2 * HASH_WINDOW as usize + 12_345,
+            2 * crate::hash::HASH_WINDOW as usize + 12_345,
         ] {
             let data: Vec<u8> = (0..len)
                 .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)

@@ -1,6 +1,6 @@
 //! The validated pipeline: what the rest of the engine works from.
 //!
-//! Built only by [`crate::validate`], so every value here has been checked:
+//! Built only by `validate`, so every value here has been checked:
 //! ids are well-formed and unique, edges name existing nodes, configs parsed
 //! into their typed structs, expressions parse, and the graph has no cycle.
 

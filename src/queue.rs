@@ -7,7 +7,7 @@
 //! (`apalis.workers.last_seen`) and orphan re-enqueue (jobs locked by a
 //! worker whose heartbeat is older than the lease go back to `Pending`).
 //! mudrock calls those queries directly (`apalis_postgres::queries`) from
-//! its own worker loop ([`crate::worker`]) instead of apalis' tower worker,
+//! its own worker loop (`worker`) instead of apalis' tower worker,
 //! because a run needs more than a job: run and node states, fencing by
 //! attempt, per-project limits, and surviving a database restart without
 //! the worker process giving up.

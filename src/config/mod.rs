@@ -1,0 +1,191 @@
+//! Layered configuration: built-in defaults, then a TOML file, then
+//! `MUDROCK_*` environment variables (sections and keys joined by `__`:
+//! `MUDROCK_STORE__KIND=s3`, `MUDROCK_STORE__S3__ENDPOINT=http://...`).
+//!
+//! ```toml
+//! [store]
+//! kind = "s3"                # or "local" (default)
+//! dir = "mudrock-data"       # local: one folder per bucket
+//! bucket_prefix = "project-" # bucket of project P: "{bucket_prefix}{P}"
+//! [store.s3]
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! access_key_id = "..."      # else the usual AWS credential chain
+//! secret_access_key = "..."
+//! force_path_style = true
+//! checksums_when_required = true
+//! part_size = 16777216
+//! [store.retry]
+//! min_delay_ms = 100
+//! max_delay_ms = 5000
+//! budget_ms = 60000
+//! [engine]
+//! concurrency = 4
+//! streaming = "auto"         # Polars engine per unit: "auto", "always", "never"
+//! streaming_above_mb = 2048  # auto: units whose sources exceed this stream
+//! max_pivot_columns = 1000   # run limits: a node over one fails naming it
+//! max_join_rows = 100000000
+//! max_glob_matches = 10000
+//! max_scratch_mb = 51200
+//! scratch_dir = "..."        # default: {store.dir}/.scratch, or $TMPDIR/mudrock-scratch on S3
+//! [limits]                   # document limits, checked by validate
+//! max_definition_kb = 1024
+//! max_nodes = 1000
+//! max_edges = 5000
+//! max_expression_chars = 10000
+//! [sandbox]                  # Landlock (Linux): see sandbox.rs
+//! enabled = true
+//! extra_read = []            # more paths the process may read
+//! [worker]                   # `mudrock worker` (see worker.rs)
+//! concurrency = 2            # runs at once
+//! heartbeat_ms = 5000
+//! missed_heartbeats = 3      # lease = heartbeat_ms × missed_heartbeats
+//! poll_ms = 1000
+//! shutdown_grace_seconds = 30
+//! max_attempts = 5
+//! defer_ms = 2000
+//! [worker.retry]
+//! min_delay_ms = 500
+//! max_delay_ms = 30000
+//! budget_ms = 300000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+mod sections;
+#[cfg(test)]
+mod tests;
+
+pub use sections::{EngineConfig, StoreConfig, StoreKind, WorkerConfig};
+
+use crate::store::{LocalStore, ObjectStore, RetryingStore, S3Store, StoreError};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub engine: EngineConfig,
+    pub limits: crate::limits::DocLimits,
+    pub sandbox: crate::sandbox::SandboxConfig,
+    pub worker: WorkerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then `file` (or `mudrock.toml` in the working directory if
+    /// it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(ConfigError(format!("{} does not exist", f.display())));
+            }
+            Some(f) => fig = fig.merge(Toml::file(f)),
+            None if Path::new("mudrock.toml").exists() => {
+                fig = fig.merge(Toml::file("mudrock.toml"))
+            }
+            None => {}
+        }
+        Self::with_env(fig)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    fn with_env(fig: Figment) -> Figment {
+        // Only the config's own sections: other MUDROCK_* variables (like
+        // MUDROCK_PROJECT) belong to the command line.
+        fig.merge(
+            Env::prefixed("MUDROCK_")
+                .split("__")
+                // Filters see keys after the split, before lowercasing:
+                // `STORE.S3.ENDPOINT`.
+                .filter(|k| {
+                    let section = k.as_str().split('.').next().unwrap_or("");
+                    ["store", "engine", "limits", "sandbox", "worker"]
+                        .iter()
+                        .any(|s| section.eq_ignore_ascii_case(s))
+                }),
+        )
+    }
+
+    /// The bucket of a project; local runs without one use `local`.
+    pub fn bucket(&self, project: Option<&str>) -> String {
+        format!("{}{}", self.store.bucket_prefix, project.unwrap_or("local"))
+    }
+
+    /// Creates the bucket of a new project (idempotent). Project ids become
+    /// part of a bucket name, so they must be lowercase letters, digits and
+    /// dashes (UUIDs are).
+    pub async fn create_project_bucket(
+        &self,
+        store: &dyn ObjectStore,
+        project_id: &str,
+    ) -> Result<String, StoreError> {
+        let ok = !project_id.is_empty()
+            && project_id
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !project_id.starts_with('-');
+        let bucket = self.bucket(Some(project_id));
+        if !ok {
+            return Err(StoreError::InvalidKey {
+                key: bucket,
+                reason: format!(
+                    "project id \"{project_id}\" must be lowercase letters, digits and dashes"
+                ),
+            });
+        }
+        store.create_bucket(&bucket).await.map_err(|e| match e {
+            StoreError::Other(m) => StoreError::Other(format!(
+                "cannot create the bucket of project {project_id}: {m}"
+            )),
+            other => other,
+        })?;
+        Ok(bucket)
+    }
+
+    /// Where the engine writes Parquet before handing it to the store: for
+    /// the local store a folder inside it, so handing over is a hard link
+    /// instead of a copy; for S3 the system's temp dir.
+    /// `engine.scratch_dir` when set. Its own folder, so the sandbox can
+    /// allow it alone rather than the whole temp dir.
+    pub fn scratch_dir(&self) -> PathBuf {
+        if let Some(d) = &self.engine.scratch_dir {
+            return d.clone();
+        }
+        match self.store.kind {
+            StoreKind::Local => self.store.dir.join(".scratch"),
+            StoreKind::S3 => std::env::temp_dir().join("mudrock-scratch"),
+        }
+    }
+
+    /// The engine for this configuration's store.
+    pub fn engine(&self, store: Arc<dyn ObjectStore>) -> crate::engine::Engine {
+        let dir = self.scratch_dir();
+        let engine = crate::engine::Engine::new(store);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            engine.with_scratch(dir)
+        } else {
+            engine
+        }
+    }
+
+    /// The configured store; S3 with retries for transient failures.
+    pub async fn open_store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        Ok(match self.store.kind {
+            StoreKind::Local => Arc::new(LocalStore::new(&self.store.dir)),
+            StoreKind::S3 => {
+                let s3: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(&self.store.s3).await?);
+                Arc::new(RetryingStore::new(s3, self.store.retry))
+            }
+        })
+    }
+}
