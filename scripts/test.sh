@@ -22,7 +22,7 @@ if ! command -v docker-compose >/dev/null; then
 fi
 
 # Build first: a compile error should not wait for services.
-cargo test --workspace --locked --no-run
+cargo test --workspace --locked --features mudrock/test-support --no-run
 
 s3_dir=$(mktemp -d /tmp/mudrock-s3.XXXXXX)
 pg_dir=
@@ -71,4 +71,4 @@ fi
 # shellcheck disable=SC1091
 source "$s3_dir/env"
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features mudrock/test-support "$@"

@@ -2,7 +2,8 @@
 //!
 //! One trait, [`ObjectStore`], with buckets and keys as S3 has them, and
 //! implementations for a local directory (the embedded default: one folder
-//! per bucket) and memory (unit tests). The S3 implementation comes with
+//! per bucket) and memory (tests only: the `test-support` feature, as is
+//! the conformance suite). The S3 implementation comes with
 //! the S3 issue; [`conformance`] is the suite every implementation passes.
 //!
 //! Writes are atomic per object: a reader sees the old object, the new one,
@@ -16,13 +17,16 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod local;
+#[cfg(any(test, feature = "test-support"))]
 mod memory;
 mod retry;
 mod s3;
 
 pub use local::LocalStore;
+#[cfg(any(test, feature = "test-support"))]
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, RetryingStore};
 pub use s3::{S3Config, S3Store, map_sdk_error};
