@@ -1,0 +1,265 @@
+//! Commands against PostgreSQL: `migrate`, `worker`, `project create`,
+//! `submit` and `cancel`.
+
+use super::*;
+
+pub(super) async fn migrate_cmd(a: MigrateArgs) -> i32 {
+    let pool = match connect_db(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if a.check {
+        return match crate::db::check_current(&pool).await {
+            Ok(()) => {
+                println!("the database is current");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+    }
+    match crate::db::migrate(&pool).await {
+        Ok(v) if v.is_empty() => {
+            println!("the database is current");
+            0
+        }
+        Ok(v) => {
+            if !v.mudrock.is_empty() {
+                let list: Vec<String> = v.mudrock.iter().map(|v| format!("{v:04}")).collect();
+                println!("applied migration(s) {}", list.join(", "));
+            }
+            if !v.queue.is_empty() {
+                println!(
+                    "applied {} migration(s) of the queue storage (apalis)",
+                    v.queue.len()
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
+
+pub(super) async fn connect_db(url: &str) -> Result<sqlx::PgPool, i32> {
+    crate::db::connect(url).await.map_err(|e| {
+        eprintln!("error: {e}");
+        3
+    })
+}
+
+/// A connection to a database that is not behind (else exit code 2).
+pub(super) async fn connect_current(url: &str) -> Result<sqlx::PgPool, i32> {
+    let pool = connect_db(url).await?;
+    if let Err(e) = crate::db::check_current(&pool).await {
+        eprintln!("error: {e}");
+        return Err(2);
+    }
+    Ok(pool)
+}
+
+/// SIGTERM or SIGINT, whichever comes first.
+pub(super) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(super) async fn worker_cmd(a: WorkerArgs, mut config: Config) -> i32 {
+    if let Some(c) = a.concurrency {
+        config.worker.concurrency = c.max(1);
+    }
+    let pool = match connect_db(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let worker = crate::worker::Worker::new(pool, config.engine(store), config.clone(), a.id);
+    match worker.run(shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e.fault() {
+                crate::error::Fault::User => 2,
+                _ => 3,
+            }
+        }
+    }
+}
+
+pub(super) async fn project_create_cmd(a: ProjectCreateArgs, config: Config) -> i32 {
+    let pool = match connect_current(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let settings = match a.max_concurrent_runs {
+        Some(n) => serde_json::json!({"maxConcurrentRuns": n}),
+        None => serde_json::json!({}),
+    };
+    match crate::db::create_project(&pool, &config, store.as_ref(), &a.name, a.owner, &settings)
+        .await
+    {
+        Ok(id) => {
+            println!("{id}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
+
+pub(super) async fn submit_cmd(a: SubmitArgs, config: Config) -> i32 {
+    let (pipeline, _) = match load(&a.file, false, false, config.limits) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let pool = match connect_current(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    // The document's id names the pipeline within the project: the same
+    // file submitted again becomes the next version of the same pipeline.
+    let id = a.pipeline.unwrap_or_else(|| match pipeline.id.as_deref() {
+        Some(i) => i.parse().unwrap_or_else(|_| {
+            let h = blake3::hash(format!("mudrock pipeline {} {i}", a.project).as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&h.as_bytes()[..16]);
+            uuid::Builder::from_random_bytes(b).into_uuid()
+        }),
+        None => uuid::Uuid::now_v7(),
+    });
+    let version = pipeline.version.clone().unwrap_or_else(|| "1.0.0".into());
+    let saved = match crate::db::save_pipeline(
+        &pool,
+        a.project,
+        id,
+        &pipeline.name,
+        &version,
+        &pipeline.definition,
+        None,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot save the pipeline: {e}");
+            return 3;
+        }
+    };
+    let mut req = crate::queue::TriggerRequest::new(id, crate::queue::TriggerKind::Cli);
+    req.idempotency_key = a.idempotency_key.clone();
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    let t = match crate::queue::trigger(&mut conn, &req).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    eprintln!(
+        "pipeline {id} revision {} ({}); run {} {}",
+        saved.revision,
+        &saved.definition_hash[..12],
+        t.run_id,
+        if t.created {
+            "queued"
+        } else {
+            "already exists (idempotency key)"
+        }
+    );
+    println!("{}", t.run_id);
+    if !a.wait {
+        return 0;
+    }
+    loop {
+        match crate::queue::get_run(&mut conn, t.run_id).await {
+            Ok(Some(run))
+                if matches!(run.status.as_str(), "succeeded" | "failed" | "cancelled") =>
+            {
+                if let Ok(nodes) = crate::queue::node_states(&mut conn, t.run_id).await {
+                    for n in nodes {
+                        eprintln!(
+                            "  {:<24} {:<10} {}",
+                            n.node_id,
+                            n.status,
+                            n.reason.or(n.error).unwrap_or_default()
+                        );
+                    }
+                }
+                eprintln!("run {} {} (attempt {})", run.id, run.status, run.attempt);
+                if let Some(e) = run.error {
+                    eprintln!("{e}");
+                }
+                return if run.status == "succeeded" { 0 } else { 1 };
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 3;
+            }
+        }
+    }
+}
+
+pub(super) async fn cancel_cmd(a: CancelArgs) -> i32 {
+    let pool = match connect_db(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    match crate::queue::request_cancel(&mut conn, a.run_id).await {
+        Ok(true) => {
+            println!("cancellation requested for run {}", a.run_id);
+            0
+        }
+        Ok(false) => {
+            eprintln!("run {} is finished or does not exist", a.run_id);
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
