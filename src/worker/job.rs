@@ -1,0 +1,226 @@
+//! One claimed job, start to end: the run started (or deferred, or found
+//! finished), executed with in-place retries of transient failures, and
+//! the job completed.
+
+use super::*;
+
+impl Worker {
+    /// One claimed job, start to end.
+    pub(super) async fn process(&self, task: PgTask) {
+        let Some(job_id) = task.task_id().map(|t| t.to_string()) else {
+            return;
+        };
+        let job: RunJob = match serde_json::from_slice(&task.args) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(worker = %self.id, job_id, error = %e, "job payload is not a run");
+                self.complete_job(&job_id, false, format!("bad payload: {e}"))
+                    .await;
+                return;
+            }
+        };
+        let job_ref = job_id.as_str();
+        let outcome = self.execute(job.run_id, &job_id).await;
+        match outcome {
+            JobOutcome::Done { ok, message } => self.complete_job(&job_id, ok, message).await,
+            JobOutcome::Release => {
+                let r = self
+                    .db_forever("release job", || async move {
+                        sqlx::query(
+                            "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL,
+                                    done_at = NULL, last_result = '{\"Err\": \"handed back by the worker\"}'
+                             WHERE id = $1 AND lock_by = $2",
+                        )
+                        .bind(job_ref)
+                        .bind(&self.id)
+                        .execute(&self.pool)
+                        .await?;
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(worker = %self.id, job_id, error = %e, "cannot release the job; its lease will expire");
+                }
+            }
+            JobOutcome::Defer => {
+                let delay = self.wc().defer_ms as f64 / 1000.0;
+                let r = self
+                    .db("defer job", || async move {
+                        sqlx::query(
+                            "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL,
+                                    run_at = now() + make_interval(secs => $3)
+                             WHERE id = $1 AND lock_by = $2",
+                        )
+                        .bind(job_ref)
+                        .bind(&self.id)
+                        .bind(delay)
+                        .execute(&self.pool)
+                        .await?;
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(worker = %self.id, job_id, error = %e, "cannot defer the job; its lease will expire");
+                }
+            }
+            JobOutcome::Lost => {}
+        }
+    }
+
+    pub(super) async fn complete_job(&self, job_id: &str, ok: bool, message: String) {
+        let Ok(task_id) = job_id.parse() else {
+            return;
+        };
+        let payload = TaskResult {
+            task_id,
+            attempt: 1,
+            status: if ok { Status::Done } else { Status::Failed },
+            result: if ok {
+                Ok(serde_json::Value::String(message))
+            } else {
+                Err(message)
+            },
+        };
+        let payload = &payload;
+        let r = self
+            .db_forever("complete job", || async move {
+                let mut conn = self.pool.acquire().await?;
+                apalis_postgres::queries::handle_results(&mut *conn, &[payload], &self.id)
+                    .await
+                    .map_err(DbError::from)?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(worker = %self.id, job_id, error = %e, "cannot complete the job");
+        }
+    }
+
+    /// Claims the run row and executes it; retries transient failures.
+    pub(super) async fn execute(&self, run_id: Uuid, job_id: &str) -> JobOutcome {
+        let start = match self
+            .db("start run", || self.start_run(run_id, job_id))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // The job is locked by this live worker, so no lease would
+                // ever expire for it: hand it back for a later claim.
+                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot start the run, handing the job back");
+                return JobOutcome::Release;
+            }
+        };
+        let (mut attempt, row) = match start {
+            Start::Run(attempt, row) => (attempt, row),
+            Start::Finished(status) => {
+                return JobOutcome::Done {
+                    ok: true,
+                    message: format!("run already {status}"),
+                };
+            }
+            Start::Missing => {
+                return JobOutcome::Done {
+                    ok: false,
+                    message: format!("run {run_id} does not exist"),
+                };
+            }
+            Start::Defer => return JobOutcome::Defer,
+        };
+        tracing::info!(worker = %self.id, run_id = %run_id, attempt, "run claimed");
+
+        // A definition that fails validation fails the run at once with
+        // the whole report: retrying cannot fix it.
+        let vopts = validate::Options {
+            strict: false,
+            limits: self.config.limits,
+        };
+        let pipeline = match validate::validate(row.definition.clone(), vopts) {
+            Ok((p, _)) => Arc::new(p),
+            Err(report) => {
+                let msg = format!("pipeline is invalid:\n{report}");
+                return self
+                    .finish(run_id, attempt, RunStatus::Failed, Some(msg))
+                    .await;
+            }
+        };
+        let held = Held::default();
+        self.held.lock().unwrap().insert(run_id, held.clone());
+        let _unhold = Unhold(self.held.clone(), run_id);
+        let mut backoff = self.backoff().build();
+        loop {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
+            let opts = RunOptions {
+                bucket: self.config.bucket(Some(&row.project_id.to_string())),
+                project_id: row.project_id.to_string(),
+                pipeline_id: row.pipeline_id.to_string(),
+                run_id: run_id.to_string(),
+                trigger: Trigger {
+                    kind: row.trigger.clone(),
+                    schedule_id: row.schedule_id.map(|s| s.to_string()),
+                    requested_by: row.requested_by.map(|s| s.to_string()),
+                },
+                attempt: attempt as u32,
+                use_cache: true,
+                concurrency: self.config.engine.concurrency,
+                streaming: self.config.engine.streaming,
+                streaming_above_bytes: self.config.engine.streaming_above_bytes(),
+                events: Some(tx),
+                cancel: held.cancel.clone(),
+                limits: self.config.engine.limits(),
+            };
+            let res = self.engine.run(pipeline.clone(), opts).await;
+            let _ = writer.await;
+            match res {
+                Ok(r) => {
+                    if held.release.load(Ordering::SeqCst) && r.meta.status == RunStatus::Cancelled
+                    {
+                        // The engine committed a `cancelled` run; the run
+                        // is not over, so its folder must not look done.
+                        let marker = format!("{}metadata.json", r.run_prefix);
+                        let bucket = self.config.bucket(Some(&row.project_id.to_string()));
+                        if let Err(e) = self.engine.store().delete(&bucket, &marker).await {
+                            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot remove the commit marker of a handed-back run");
+                        }
+                        return self.release(run_id, attempt).await;
+                    }
+                    return self
+                        .finish(run_id, attempt, r.meta.status, r.meta.error.clone())
+                        .await;
+                }
+                Err(e) => {
+                    let retry = e.is_retryable()
+                        && (attempt as u32) < self.wc().max_attempts
+                        && !held.cancel.load(Ordering::SeqCst);
+                    let delay = if retry { backoff.next() } else { None };
+                    let Some(delay) = delay else {
+                        let fault = e.fault();
+                        tracing::warn!(worker = %self.id, run_id = %run_id, attempt, ?fault, error = %e, "run failed");
+                        return self
+                            .finish(run_id, attempt, RunStatus::Failed, Some(e.to_string()))
+                            .await;
+                    };
+                    tracing::warn!(worker = %self.id, run_id = %run_id, attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "transient failure, retrying");
+                    let note = format!(
+                        "attempt {attempt} failed: {e}; retrying in {} ms",
+                        delay.as_millis()
+                    );
+                    tokio::time::sleep(delay).await;
+                    match self
+                        .db("next attempt", || self.next_attempt(run_id, attempt, &note))
+                        .await
+                    {
+                        Ok(Some(a)) => attempt = a,
+                        Ok(None) => return JobOutcome::Lost,
+                        Err(e) => {
+                            // The run stays `running` as ours; whoever
+                            // claims the handed-back job takes it over.
+                            tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot record the next attempt, handing the job back");
+                            return JobOutcome::Release;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

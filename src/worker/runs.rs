@@ -1,0 +1,291 @@
+//! The run-state SQL of a worker: starting a run (attempt + 1, fenced by
+//! worker and attempt), finishing and releasing it, and node states as the
+//! engine reports them.
+
+use super::*;
+
+impl Worker {
+    /// Moves the run to `running` with the next attempt, unless it is
+    /// finished, cancelled, or its project is at `maxConcurrentRuns`.
+    pub(super) async fn start_run(&self, run_id: Uuid, job_id: &str) -> Result<Start, DbError> {
+        // Timestamps below use clock_timestamp(), not now(): now() is when
+        // this transaction began, possibly before it waited for the project
+        // lock, which would date a start before the previous run's end.
+        let mut tx = self.pool.begin().await?;
+        // The job: Queued (claimed) → Running, in the same commit.
+        apalis_postgres::queries::lock_tasks(&mut *tx, &[job_id.to_string()], &self.id).await?;
+        // Locking the project row serialises run starts within a project,
+        // so two workers cannot both take the last free slot.
+        let row: Option<RunStartRow> = sqlx::query_as(
+            "SELECT r.status::text AS status, r.cancel_requested, r.project_id, r.pipeline_id,
+                    r.trigger::text AS trigger, r.schedule_id, r.requested_by,
+                    v.dag_definition AS definition,
+                    (p.settings ->> 'maxConcurrentRuns')::int AS max_concurrent
+             FROM pipeline_runs r
+             JOIN pipeline_versions v ON v.id = r.pipeline_version_id
+             JOIN projects p ON p.id = r.project_id
+             WHERE r.id = $1
+             FOR UPDATE OF r, p",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Start::Missing);
+        };
+        if matches!(row.status.as_str(), "succeeded" | "failed" | "cancelled") {
+            return Ok(Start::Finished(row.status));
+        }
+        if row.cancel_requested {
+            sqlx::query(
+                "UPDATE pipeline_runs SET status = 'cancelled', finished_at = greatest(clock_timestamp(), started_at)
+                 WHERE id = $1",
+            )
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Start::Finished("cancelled".into()));
+        }
+        if let Some(max) = row.max_concurrent {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pipeline_runs
+                 WHERE project_id = $1 AND status = 'running' AND id <> $2",
+            )
+            .bind(row.project_id)
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if running >= i64::from(max) {
+                tracing::debug!(worker = %self.id, run_id = %run_id, running, max, "project at maxConcurrentRuns, deferring");
+                return Ok(Start::Defer);
+            }
+        }
+        let attempt: i32 = sqlx::query_scalar(
+            "UPDATE pipeline_runs SET status = 'running', attempt = attempt + 1,
+                    started_at = coalesce(started_at, clock_timestamp()), heartbeat_at = now(),
+                    worker_id = $2, error = NULL
+             WHERE id = $1 RETURNING attempt",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Node states start over with every attempt.
+        sqlx::query(
+            "UPDATE node_runs SET status = 'pending', reason = NULL, cache_key = NULL, cache_hit = false,
+                    rows = NULL, bytes = NULL, started_at = NULL, finished_at = NULL, error = NULL
+             WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        // A row per node from the start, so a client sees the whole run.
+        let node_ids: Vec<&str> = row.definition["nodes"]
+            .as_array()
+            .map(|ns| ns.iter().filter_map(|n| n["id"].as_str()).collect())
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO node_runs (run_id, node_id) SELECT $1, unnest($2::text[])
+             ON CONFLICT (run_id, node_id) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(&node_ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Start::Run(attempt, row))
+    }
+
+    /// Records a retry; `None` when the run is no longer ours.
+    pub(super) async fn next_attempt(
+        &self,
+        run_id: Uuid,
+        attempt: i32,
+        note: &str,
+    ) -> Result<Option<i32>, DbError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE pipeline_runs SET attempt = attempt + 1, error = $4, heartbeat_at = now()
+             WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'
+             RETURNING attempt",
+        )
+        .bind(run_id)
+        .bind(&self.id)
+        .bind(attempt)
+        .bind(note)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Writes the run's end, fenced: only the worker and attempt that hold
+    /// the run may finish it.
+    pub(super) async fn finish(
+        &self,
+        run_id: Uuid,
+        attempt: i32,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> JobOutcome {
+        let name = match status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        let error = match (status, error) {
+            (RunStatus::Failed, None) => Some("failed".to_string()),
+            (_, e) => e,
+        };
+        let error_ref = &error;
+        let r = self
+            .db_forever("finish run", || async move {
+                let n = sqlx::query(
+                    "UPDATE pipeline_runs SET status = $4::run_status, error = $5,
+                            finished_at = greatest(clock_timestamp(), started_at), heartbeat_at = now()
+                     WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'",
+                )
+                .bind(run_id)
+                .bind(&self.id)
+                .bind(attempt)
+                .bind(name)
+                .bind(error_ref)
+                .execute(&self.pool)
+                .await?;
+                Ok(n.rows_affected())
+            })
+            .await;
+        match r {
+            Ok(1) => {
+                tracing::info!(worker = %self.id, run_id = %run_id, attempt, status = name, "run finished");
+                JobOutcome::Done {
+                    ok: status == RunStatus::Succeeded,
+                    message: error.unwrap_or_else(|| name.to_string()),
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(worker = %self.id, run_id = %run_id, attempt, "run was taken over (lease lost); result discarded");
+                JobOutcome::Lost
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot record the run's end");
+                JobOutcome::Lost
+            }
+        }
+    }
+
+    /// Shutdown: the run goes back to `queued` for another worker.
+    pub(super) async fn release(&self, run_id: Uuid, attempt: i32) -> JobOutcome {
+        let r = self
+            .db_forever("release run", || async move {
+                sqlx::query(
+                    "UPDATE pipeline_runs SET status = 'queued', worker_id = NULL
+                     WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'",
+                )
+                .bind(run_id)
+                .bind(&self.id)
+                .bind(attempt)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(()) => {
+                tracing::info!(worker = %self.id, run_id = %run_id, "run handed back to the queue");
+                JobOutcome::Release
+            }
+            Err(_) => JobOutcome::Lost,
+        }
+    }
+
+    /// Writes node states as the engine reports them, in order. Progress
+    /// is best effort: a write that cannot be made within the retry budget
+    /// is skipped; the run's final status does not depend on it.
+    pub(super) async fn write_nodes(self, run_id: Uuid, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let w = &self;
+        while let Some(first) = rx.recv().await {
+            // Whatever else has arrived goes in the same transaction: one
+            // commit for a burst of node events instead of one each.
+            let mut batch = vec![first];
+            while let Ok(ev) = rx.try_recv() {
+                batch.push(ev);
+            }
+            let batch = &batch;
+            let r = w
+                .db("node states", || async move {
+                    let mut tx = w.pool.begin().await?;
+                    for ev in batch {
+                        write_node_event(&mut tx, run_id, ev).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(worker = %w.id, run_id = %run_id, events = batch.len(), error = %e, "cannot write node states");
+            }
+        }
+    }
+}
+
+pub(super) async fn write_node_event(
+    conn: &mut sqlx::PgConnection,
+    run_id: Uuid,
+    ev: &Event,
+) -> Result<(), DbError> {
+    match ev {
+        Event::NodeStarted { node_id } => {
+            sqlx::query(
+                "UPDATE node_runs SET status = 'running', started_at = clock_timestamp()
+                 WHERE run_id = $1 AND node_id = $2",
+            )
+            .bind(run_id)
+            .bind(node_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::NodeFinished(rec) => {
+            let reason = match (rec.status, &rec.reason) {
+                (NodeStatus::Skipped, None) => Some("skipped".to_string()),
+                (_, r) => r.clone(),
+            };
+            sqlx::query(
+                "UPDATE node_runs SET status = $3::node_status, reason = $4, cache_key = $5,
+                        cache_hit = $6, rows = $7, bytes = $8, error = $9,
+                        started_at = coalesce(started_at, clock_timestamp()), finished_at = clock_timestamp()
+                 WHERE run_id = $1 AND node_id = $2",
+            )
+            .bind(run_id)
+            .bind(&rec.node_id)
+            .bind(rec.status.name())
+            .bind(reason)
+            .bind(&rec.cache_key)
+            .bind(rec.cache_hit)
+            .bind(rec.rows.map(|v| v as i64))
+            .bind(rec.bytes.map(|v| v as i64))
+            .bind(&rec.error)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) enum Start {
+    Run(i32, RunStartRow),
+    Finished(String),
+    Missing,
+    Defer,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RunStartRow {
+    pub(super) status: String,
+    pub(super) cancel_requested: bool,
+    pub(super) project_id: Uuid,
+    pub(super) pipeline_id: Uuid,
+    pub(super) trigger: String,
+    pub(super) schedule_id: Option<Uuid>,
+    pub(super) requested_by: Option<Uuid>,
+    pub(super) definition: serde_json::Value,
+    pub(super) max_concurrent: Option<i32>,
+}
