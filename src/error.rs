@@ -6,7 +6,6 @@
 //! storage hiccup usually does.
 
 use crate::store::StoreError;
-use crate::validate::Report;
 
 /// Who has to act for the error to go away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -22,8 +21,6 @@ pub enum Fault {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("pipeline is invalid:\n{0}")]
-    Invalid(Report),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -33,7 +30,6 @@ pub enum EngineError {
 impl EngineError {
     pub fn fault(&self) -> Fault {
         match self {
-            EngineError::Invalid(_) => Fault::User,
             EngineError::Store(StoreError::InvalidKey { .. }) => Fault::User,
             EngineError::Store(_) => Fault::External,
             EngineError::Internal(_) => Fault::Internal,
