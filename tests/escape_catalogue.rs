@@ -307,3 +307,47 @@ fn every_allowed_function_is_known_to_polars() {
         }
     }
 }
+
+/// The catalogue covers every operator that takes expressions: a new
+/// operator fails here until it is classified (and, if it takes
+/// expressions, added to `sites`).
+#[test]
+fn the_catalogue_covers_every_operator_with_expressions() {
+    let samples = json!({
+        "filter": {"predicate": "x > 1"},
+        "select": {"columns": [{"name": "e", "expr": "x"}]},
+        "derive": {"columns": [{"name": "e", "expr": "x"}]},
+        "rename": {"mapping": {"a": "b"}},
+        "drop": {"columns": ["a"]},
+        "cast": {"columns": [{"name": "a", "dtype": "int64"}]},
+        "aggregate": {"by": [], "aggregations": [{"name": "n", "expr": "count(*)"}]},
+        "join": {"on": "a"},
+        "union": {},
+        "sort": {"by": ["a"]},
+        "limit": {"n": 1},
+        "distinct": {},
+        "fill_null": {"strategy": "zero"},
+        "drop_nulls": {},
+        "pivot": {"index": "a", "on": "b"},
+        "unpivot": {"index": ["a"]},
+        "sql": {"query": "SELECT * FROM input"},
+        "assert": {"checks": [{"name": "c", "expr": "x > 0"}]}
+    });
+    let mut with_expressions = Vec::new();
+    for name in mudrock::operators::names() {
+        let config = samples
+            .get(name)
+            .unwrap_or_else(|| panic!("operator {name} has no sample here: classify it"));
+        let op = lookup(name).unwrap().parse(config).unwrap();
+        if !op.expressions().is_empty() {
+            with_expressions.push(name);
+        }
+    }
+    let mut covered: Vec<String> = sites("x > 1")
+        .iter()
+        .map(|(c, _)| c["operator"].as_str().unwrap().to_string())
+        .collect();
+    with_expressions.sort();
+    covered.sort();
+    assert_eq!(with_expressions, covered);
+}
