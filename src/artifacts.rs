@@ -91,8 +91,10 @@ pub struct NodeRecord {
     pub handled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// A node's state; the PostgreSQL enum `node_status`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "node_status", rename_all = "lowercase")]
 pub enum NodeStatus {
     Pending,
     Running,
@@ -120,8 +122,10 @@ impl NodeStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// A run's state; the PostgreSQL enum `run_status`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "run_status", rename_all = "lowercase")]
 pub enum RunStatus {
     Queued,
     Running,
@@ -139,6 +143,14 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the run is over (succeeded, failed or cancelled).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
+use crate::artifacts::{NodeStatus, RunStatus};
 use crate::db::DbError;
 
 /// The apalis queue (job type) runs go through. Named explicitly: apalis'
@@ -222,13 +223,13 @@ async fn find_existing(
 /// Returns false when the run is already finished or does not exist.
 pub async fn request_cancel(conn: &mut PgConnection, run_id: Uuid) -> Result<bool, DbError> {
     let mut tx = conn.begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status::text FROM pipeline_runs WHERE id = $1 FOR UPDATE")
+    let status: Option<RunStatus> =
+        sqlx::query_scalar("SELECT status FROM pipeline_runs WHERE id = $1 FOR UPDATE")
             .bind(run_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let done = match status.as_deref() {
-        Some("queued") => {
+    let done = match status {
+        Some(RunStatus::Queued) => {
             sqlx::query(
                 "UPDATE pipeline_runs SET cancel_requested = true, status = 'cancelled',
                         finished_at = now() WHERE id = $1",
@@ -238,7 +239,7 @@ pub async fn request_cancel(conn: &mut PgConnection, run_id: Uuid) -> Result<boo
             .await?;
             true
         }
-        Some("running") => {
+        Some(RunStatus::Running) => {
             sqlx::query("UPDATE pipeline_runs SET cancel_requested = true WHERE id = $1")
                 .bind(run_id)
                 .execute(&mut *tx)
@@ -258,7 +259,7 @@ pub struct RunRow {
     pub pipeline_id: Uuid,
     pub project_id: Uuid,
     pub pipeline_version_id: Uuid,
-    pub status: String,
+    pub status: RunStatus,
     pub attempt: i32,
     pub error: Option<String>,
     pub worker_id: Option<String>,
@@ -269,7 +270,7 @@ pub struct RunRow {
 
 pub async fn get_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<RunRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT id, pipeline_id, project_id, pipeline_version_id, status::text AS status, attempt,
+        "SELECT id, pipeline_id, project_id, pipeline_version_id, status, attempt,
                 error, worker_id, cancel_requested, started_at, finished_at
          FROM pipeline_runs WHERE id = $1",
     )
@@ -282,7 +283,7 @@ pub async fn get_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<Run
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NodeRow {
     pub node_id: String,
-    pub status: String,
+    pub status: NodeStatus,
     pub reason: Option<String>,
     pub cache_hit: bool,
     pub rows: Option<i64>,
@@ -291,7 +292,7 @@ pub struct NodeRow {
 
 pub async fn node_states(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<NodeRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT node_id, status::text AS status, reason, cache_hit, rows, error
+        "SELECT node_id, status, reason, cache_hit, rows, error
          FROM node_runs WHERE run_id = $1 ORDER BY node_id",
     )
     .bind(run_id)

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::HookedStore;
+use mudrock::artifacts::{NodeStatus, RunStatus};
 use mudrock::config::Config;
 use mudrock::engine::Engine;
 use mudrock::queue::{self, TriggerKind, TriggerRequest};
@@ -139,13 +140,13 @@ async fn wait_finished(pool: &PgPool, run: Uuid, limit: Duration) -> queue::RunR
     let start = Instant::now();
     loop {
         let r = run_row(pool, run).await;
-        if matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled") {
+        if r.status.is_final() {
             return r;
         }
         assert!(
             start.elapsed() < limit,
             "run {run} still {} after {limit:?}",
-            r.status
+            r.status.name()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -360,7 +361,7 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
     let run = trigger(&pool, pl).await;
     let w = Running::start(&opts, store.clone(), cfg.clone(), "w1");
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
-    assert_eq!(row.status, "succeeded", "{:?}", row.error);
+    assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
     assert_eq!(row.attempt, 1);
     assert_eq!(row.worker_id.as_deref(), Some("w1"));
 
@@ -368,7 +369,7 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
     let nodes = queue::node_states(&mut conn, run).await.unwrap();
     let states: Vec<(&str, &str)> = nodes
         .iter()
-        .map(|n| (n.node_id.as_str(), n.status.as_str()))
+        .map(|n| (n.node_id.as_str(), n.status.name()))
         .collect();
     assert_eq!(
         states,
@@ -414,13 +415,13 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
     // A second run of the unchanged pipeline is served from the cache.
     let run2 = trigger(&pool, pl).await;
     let row2 = wait_finished(&pool, run2, Duration::from_secs(60)).await;
-    assert_eq!(row2.status, "succeeded");
+    assert_eq!(row2.status, RunStatus::Succeeded);
     let nodes2 = queue::node_states(&mut conn, run2).await.unwrap();
     assert!(
         nodes2
             .iter()
             .filter(|n| n.node_id != "src")
-            .all(|n| n.cache_hit && n.status == "cached"),
+            .all(|n| n.cache_hit && n.status == NodeStatus::Cached),
         "{nodes2:?}"
     );
     w.stop().unwrap();
@@ -448,7 +449,7 @@ async fn invalid_pipeline_fails_at_once_with_the_report(_p: PgPoolOptions, opts:
     let w = Running::start(&opts, store, cfg, "w1");
     let row = wait_finished(&pool, run, Duration::from_secs(30)).await;
     w.stop().unwrap();
-    assert_eq!(row.status, "failed");
+    assert_eq!(row.status, RunStatus::Failed);
     assert_eq!(row.attempt, 1, "never retried");
     let error = row.error.unwrap();
     assert!(error.starts_with("pipeline is invalid:\n"), "{error}");
@@ -493,7 +494,7 @@ async fn transient_failures_are_retried_with_a_new_attempt(
     let w = Running::start(&opts, hooked, cfg, "w1");
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
     w.stop().unwrap();
-    assert_eq!(row.status, "succeeded", "{:?}", row.error);
+    assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
     assert_eq!(row.attempt, 3, "two transient failures, then success");
     assert_eq!(failures.load(Ordering::SeqCst), 3);
     assert_eq!(row.error, None);
@@ -519,7 +520,7 @@ async fn a_lasting_storage_failure_fails_after_max_attempts(
     let w = Running::start(&opts, hooked, cfg, "w1");
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
     w.stop().unwrap();
-    assert_eq!(row.status, "failed");
+    assert_eq!(row.status, RunStatus::Failed);
     assert_eq!(row.attempt, 2);
     assert_eq!(
         row.error.as_deref(),
@@ -571,7 +572,7 @@ async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConne
     let queued = trigger(&pool, pl).await;
     let mut conn = pool.acquire().await.unwrap();
     assert!(queue::request_cancel(&mut conn, queued).await.unwrap());
-    assert_eq!(run_row(&pool, queued).await.status, "cancelled");
+    assert_eq!(run_row(&pool, queued).await.status, RunStatus::Cancelled);
 
     let (store, reached, go) = gate(local);
     let run = trigger(&pool, pl).await;
@@ -583,11 +584,11 @@ async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConne
     go.store(true, Ordering::SeqCst);
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
     w.stop().unwrap();
-    assert_eq!(row.status, "cancelled");
+    assert_eq!(row.status, RunStatus::Cancelled);
     let nodes = queue::node_states(&mut conn, run).await.unwrap();
     let skipped: Vec<&str> = nodes
         .iter()
-        .filter(|n| n.status == "skipped" && n.reason.as_deref() == Some("cancelled"))
+        .filter(|n| n.status == NodeStatus::Skipped && n.reason.as_deref() == Some("cancelled"))
         .map(|n| n.node_id.as_str())
         .collect();
     assert!(!skipped.is_empty(), "{nodes:?}");
@@ -631,7 +632,7 @@ async fn max_concurrent_runs_holds_per_project(_p: PgPoolOptions, opts: PgConnec
             wait_finished(&pool, *r, Duration::from_secs(60))
                 .await
                 .status,
-            "succeeded"
+            RunStatus::Succeeded
         );
     }
     // Never overlapped: each started after the previous one finished.
@@ -669,7 +670,7 @@ async fn shutdown_hands_unfinished_runs_back(_p: PgPoolOptions, opts: PgConnectO
     stopper.join().unwrap().unwrap();
     let row = run_row(&pool, run).await;
     assert_eq!(
-        (row.status.as_str(), row.worker_id.as_deref()),
+        (row.status.name(), row.worker_id.as_deref()),
         ("queued", None)
     );
     let marker = dir
@@ -686,7 +687,7 @@ async fn shutdown_hands_unfinished_runs_back(_p: PgPoolOptions, opts: PgConnectO
     let w2 = Running::start(&opts, local, cfg, "w2");
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
     w2.stop().unwrap();
-    assert_eq!(row.status, "succeeded");
+    assert_eq!(row.status, RunStatus::Succeeded);
     assert_eq!(row.attempt, 2);
     assert_eq!(row.worker_id.as_deref(), Some("w2"));
 }
@@ -786,7 +787,7 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     first.wait().unwrap();
     let row = run_row(&pool, run).await;
     assert_eq!(
-        (row.status.as_str(), row.attempt, row.worker_id.as_deref()),
+        (row.status.name(), row.attempt, row.worker_id.as_deref()),
         ("running", 1, Some("doomed")),
         "killed mid-run (after {done_before_kill} checkpoints)"
     );
@@ -804,7 +805,7 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     let row = wait_finished(&pool, run, Duration::from_secs(180)).await;
     second.kill().unwrap();
     second.wait().unwrap();
-    assert_eq!(row.status, "succeeded", "{:?}", row.error);
+    assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
     assert_eq!(row.attempt, 2);
     assert_eq!(row.worker_id.as_deref(), Some("rescuer"));
     assert_eq!(row.id, run, "same run id");
@@ -924,7 +925,7 @@ async fn a_worker_runs_no_more_than_its_concurrency(_p: PgPoolOptions, opts: PgC
             wait_finished(&pool, *r, Duration::from_secs(60))
                 .await
                 .status,
-            "succeeded"
+            RunStatus::Succeeded
         );
     }
     w.stop().unwrap();

@@ -208,24 +208,31 @@ pub(super) async fn submit_cmd(a: SubmitArgs, config: Config) -> i32 {
     }
     loop {
         match crate::queue::get_run(&mut conn, t.run_id).await {
-            Ok(Some(run))
-                if matches!(run.status.as_str(), "succeeded" | "failed" | "cancelled") =>
-            {
+            Ok(Some(run)) if run.status.is_final() => {
                 if let Ok(nodes) = crate::queue::node_states(&mut conn, t.run_id).await {
                     for n in nodes {
                         eprintln!(
                             "  {:<24} {:<10} {}",
                             n.node_id,
-                            n.status,
+                            n.status.name(),
                             n.reason.or(n.error).unwrap_or_default()
                         );
                     }
                 }
-                eprintln!("run {} {} (attempt {})", run.id, run.status, run.attempt);
+                eprintln!(
+                    "run {} {} (attempt {})",
+                    run.id,
+                    run.status.name(),
+                    run.attempt
+                );
                 if let Some(e) = run.error {
                     eprintln!("{e}");
                 }
-                return if run.status == "succeeded" { 0 } else { 1 };
+                return if run.status == RunStatus::Succeeded {
+                    0
+                } else {
+                    1
+                };
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => {

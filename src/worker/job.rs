@@ -115,7 +115,7 @@ impl Worker {
             Start::Finished(status) => {
                 return JobOutcome::Done {
                     ok: true,
-                    message: format!("run already {status}"),
+                    message: format!("run already {}", status.name()),
                 };
             }
             Start::Missing => {

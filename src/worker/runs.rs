@@ -17,7 +17,7 @@ impl Worker {
         // Locking the project row serialises run starts within a project,
         // so two workers cannot both take the last free slot.
         let row: Option<RunStartRow> = sqlx::query_as(
-            "SELECT r.status::text AS status, r.cancel_requested, r.project_id, r.pipeline_id,
+            "SELECT r.status, r.cancel_requested, r.project_id, r.pipeline_id,
                     r.trigger::text AS trigger, r.schedule_id, r.requested_by,
                     v.dag_definition AS definition,
                     (p.settings ->> 'maxConcurrentRuns')::int AS max_concurrent
@@ -33,7 +33,7 @@ impl Worker {
         let Some(row) = row else {
             return Ok(Start::Missing);
         };
-        if matches!(row.status.as_str(), "succeeded" | "failed" | "cancelled") {
+        if row.status.is_final() {
             return Ok(Start::Finished(row.status));
         }
         if row.cancel_requested {
@@ -45,7 +45,7 @@ impl Worker {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(Start::Finished("cancelled".into()));
+            return Ok(Start::Finished(RunStatus::Cancelled));
         }
         if let Some(max) = row.max_concurrent {
             let running: i64 = sqlx::query_scalar(
@@ -126,11 +126,11 @@ impl Worker {
         status: RunStatus,
         error: Option<String>,
     ) -> JobOutcome {
-        let name = match status {
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Cancelled => "cancelled",
-            _ => "failed",
+        let status = match status {
+            RunStatus::Succeeded | RunStatus::Cancelled => status,
+            _ => RunStatus::Failed,
         };
+        let name = status.name();
         let error = match (status, error) {
             (RunStatus::Failed, None) => Some("failed".to_string()),
             (_, e) => e,
@@ -146,7 +146,7 @@ impl Worker {
                 .bind(run_id)
                 .bind(&self.id)
                 .bind(attempt)
-                .bind(name)
+                .bind(status)
                 .bind(error_ref)
                 .execute(&self.pool)
                 .await?;
@@ -256,7 +256,7 @@ pub(super) async fn write_node_event(
             )
             .bind(run_id)
             .bind(&rec.node_id)
-            .bind(rec.status.name())
+            .bind(rec.status)
             .bind(reason)
             .bind(&rec.cache_key)
             .bind(rec.cache_hit)
@@ -272,14 +272,14 @@ pub(super) async fn write_node_event(
 
 pub(super) enum Start {
     Run(i32, RunStartRow),
-    Finished(String),
+    Finished(RunStatus),
     Missing,
     Defer,
 }
 
 #[derive(sqlx::FromRow)]
 pub(super) struct RunStartRow {
-    pub(super) status: String,
+    pub(super) status: RunStatus,
     pub(super) cancel_requested: bool,
     pub(super) project_id: Uuid,
     pub(super) pipeline_id: Uuid,
