@@ -52,20 +52,22 @@ pub fn expression(data: &[u8]) {
     }
 }
 
-/// The query guard and the SQL rewriter. A query the guard accepts stays
-/// accepted once rewritten (the rewrite adds no table, no function that is
-/// not allowed, and parses).
+/// The query guard and the SQL rewriter. A query a sql node accepts at
+/// validation is accepted by the guard as it will run (rewritten).
 pub fn query(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let inputs: &[&str] = &["input", "orders"];
-    let accepted = check_query(text, Some(inputs), QueryRules::Sql).is_ok();
     let _ = check_query(text, None, QueryRules::Sql);
-    if let Ok(rewritten) = sqlrewrite::rewrite_query(text) {
-        if accepted {
-            let r = check_query(&rewritten, Some(inputs), QueryRules::Sql);
-            assert!(r.is_ok(), "{text:?} rewritten to {rewritten:?}: {r:?}");
-        }
+    let _ = sqlrewrite::rewrite_query(text);
+    let sql = mudrock::operators::lookup("sql").expect("registered");
+    let accepted = sql
+        .parse(&serde_json::json!({ "query": text }))
+        .is_ok_and(|op| op.validate_inputs(&["orders"]).is_ok());
+    if accepted {
+        let rewritten = sqlrewrite::rewrite_query(text).expect("validated, so it rewrites");
+        let r = check_query(&rewritten, Some(inputs), QueryRules::Sql);
+        assert!(r.is_ok(), "{text:?} rewritten to {rewritten:?}: {r:?}");
     }
 }

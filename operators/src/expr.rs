@@ -187,12 +187,19 @@ fn in_context(text: &str, expr: &SqlExpr) -> Result<(), Refused> {
         _ => None,
     };
     match selection {
-        Some(SqlExpr::Nested(inner)) if inner.to_string() == expr.to_string() => Ok(()),
-        other => Err(refused(format!(
-            "it reads as {} there",
-            other.map_or_else(|| "nothing".to_string(), |e| e.to_string())
-        ))),
+        Some(SqlExpr::Nested(inner)) if inner.to_string() == expr.to_string() => {}
+        other => {
+            return Err(refused(format!(
+                "it reads as {} there",
+                other.map_or_else(|| "nothing".to_string(), |e| e.to_string())
+            )));
+        }
     }
+    // And once mudrock's rewrites (date_trunc) have run over that query.
+    let rewritten = crate::sqlrewrite::rewrite_query(&q).map_err(refused)?;
+    crate::guard::check_query(&rewritten, None, crate::guard::QueryRules::Generated)
+        .map(|_| ())
+        .map_err(|r| refused(r.message))
 }
 
 /// Whether a column is used outside any aggregate call; `count(*) > 0` uses

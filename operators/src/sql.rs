@@ -31,10 +31,22 @@ fn table_names<'a>(inputs: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 impl Sql {
+    /// Checks the query as written and as it will run (after mudrock's
+    /// rewrites, e.g. `date_trunc`): what validates is what runs.
     fn check(&self, tables: Option<&[&str]>, rules: QueryRules) -> Result<(), OpError> {
-        check_query(&self.query, tables, rules)
-            .map(|_| ())
-            .map_err(|r| OpError::config("query", r.to_string()))
+        let refused = |r: crate::guard::Refused| OpError::config("query", r.to_string());
+        check_query(&self.query, tables, rules).map_err(refused)?;
+        let rewritten = crate::sqlrewrite::rewrite_query(&self.query)
+            .map_err(|m| OpError::config("query", m))?;
+        if rewritten != self.query {
+            check_query(&rewritten, tables, rules).map_err(|r| {
+                OpError::config(
+                    "query",
+                    format!("query cannot run once date_trunc is rewritten: {r}"),
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 
