@@ -41,6 +41,7 @@ pub fn parse(text: &str) -> Result<SqlExpr, String> {
     if text.trim().is_empty() {
         return Err("expression is empty".to_string());
     }
+    crate::guard::check_tokens(text).map_err(|r| r.message)?;
     // The engine puts an expression inside a query of its own: a comment
     // could hide the rest of that query, so there are none.
     let tokens = sqlparser::tokenizer::Tokenizer::new(&GenericDialect, text)

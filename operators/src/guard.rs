@@ -326,6 +326,45 @@ impl Visitor for SubqueryInExpr {
     }
 }
 
+/// How many `[` a piece of SQL may hold. The parser backtracks on every
+/// `[` (array literal, subscript, or a bracketed name) and its work grows
+/// exponentially with them: the fuzzer found 155 bytes with six `[` that
+/// took 86 s to parse. Arrays are rare in pipelines; eight is plenty.
+pub const MAX_BRACKETS: usize = 8;
+
+/// Checks the tokens of a piece of SQL before the parser sees them:
+/// brackets balanced and few (see [`MAX_BRACKETS`]).
+pub fn check_tokens(text: &str) -> Result<(), Refused> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&sqlparser::dialect::GenericDialect, text)
+        .tokenize()
+        .map_err(|e| Refused::new(format!("does not parse: {e}")))?;
+    let (mut open, mut depth) = (0usize, 0i64);
+    for t in &tokens {
+        match t {
+            Token::LBracket => {
+                open += 1;
+                depth += 1;
+            }
+            Token::RBracket => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(Refused::new("unbalanced brackets: \"]\" without \"[\""));
+        }
+    }
+    if depth != 0 {
+        return Err(Refused::new("unbalanced brackets: \"[\" without \"]\""));
+    }
+    if open > MAX_BRACKETS {
+        return Err(Refused::new(format!(
+            "too many brackets: {open} \"[\", at most {MAX_BRACKETS} (a fixed limit: parsing \
+             cost grows exponentially with them)"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a query text as Polars SQL does (same dialect and options) and
 /// checks it: exactly one statement (see [`check_statement`]).
 pub fn check_query(
@@ -334,6 +373,7 @@ pub fn check_query(
     rules: QueryRules,
 ) -> Result<Statement, Refused> {
     use sqlparser::parser::{Parser, ParserOptions};
+    check_tokens(text).map_err(|r| Refused::new(format!("query: {}", r.message)))?;
     let stmts = Parser::new(&sqlparser::dialect::GenericDialect)
         .with_options(ParserOptions {
             trailing_commas: true,
@@ -395,5 +435,33 @@ mod tests {
         let q = "SELECT * FROM a WHERE x IN (SELECT x FROM a)";
         assert!(check_query(q, Some(&["a"]), QueryRules::Sql).is_ok());
         assert!(check_query(q, Some(&["a"]), QueryRules::Generated).is_err());
+    }
+
+    #[test]
+    fn brackets_are_balanced_and_few() {
+        assert!(check_tokens("x[1] + y[2]").is_ok());
+        // Found by the fuzzer: six unbalanced "[" took the parser 86 s.
+        let slow = "[FFFFFFFFFFV.t.R_Oet.At.t.R_Oet.trR[At.R_Oet.R_OeCF.t.t[$EIFFFFFFFFFFFFFF\
+                    HFFFFFFFFFFV.t.R_Oet.At.t.R_Oet.trR[At.R_Oet.R_OeFF.t.t[t.t.R_Oet.trR[At.R_FFWEmW]";
+        let r = check_tokens(slow).unwrap_err();
+        assert_eq!(r.message, "unbalanced brackets: \"[\" without \"]\"");
+        assert!(check_tokens("a]").is_err());
+        let many = format!("{}x{}", "[".repeat(9), "]".repeat(9));
+        assert!(
+            check_tokens(&many)
+                .unwrap_err()
+                .message
+                .starts_with("too many brackets: 9")
+        );
+        let r = check_query(
+            "SELECT [[[[[[[[[1]]]]]]]]] FROM a",
+            Some(&["a"]),
+            QueryRules::Sql,
+        );
+        assert!(
+            r.unwrap_err()
+                .message
+                .starts_with("query: too many brackets")
+        );
     }
 }
