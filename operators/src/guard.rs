@@ -128,8 +128,11 @@ fn is_table_function(lower: &str) -> bool {
 
 /// Walks SQL and stops at the first thing refused.
 struct Walk<'a> {
-    /// Whether queries may appear (a sql node's subqueries and CTEs).
+    /// Whether queries may appear at all (a query's FROM-subqueries, CTEs).
     queries: bool,
+    /// Whether a query may appear inside an expression (`IN (SELECT ...)`):
+    /// only in a user's sql node.
+    expr_subqueries: bool,
     /// Tables a query may read (`None`: any plain name, when the inputs
     /// are not known yet); CTE names are added as they are met.
     inputs: Option<&'a [&'a str]>,
@@ -199,14 +202,19 @@ const NO_SUBQUERY: &str =
     "subqueries are not allowed in an expression (IN (SELECT ...), EXISTS, (SELECT ...))";
 const NO_SUBQUERY_HINT: &str = "use a join, or a sql node over its inputs";
 
+fn no_subquery() -> Refused {
+    Refused {
+        message: NO_SUBQUERY.into(),
+        hint: Some(NO_SUBQUERY_HINT.into()),
+    }
+}
+
 impl Visitor for Walk<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
         if !self.queries {
-            let mut r = Refused::new(NO_SUBQUERY);
-            r.hint = Some(NO_SUBQUERY_HINT.into());
-            return self.stop(r);
+            return self.stop(no_subquery());
         }
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
@@ -225,17 +233,18 @@ impl Visitor for Walk<'_> {
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         let refused = match e {
-            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } if !self.queries => {
-                let mut r = Refused::new(NO_SUBQUERY);
-                r.hint = Some(NO_SUBQUERY_HINT.into());
-                Some(r)
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }
+                if !self.expr_subqueries =>
+            {
+                Some(no_subquery())
             }
             Expr::Function(f) => match check_function(&f.name) {
                 Err(r) => Some(r),
-                Ok(()) if matches!(f.args, FunctionArguments::Subquery(_)) && !self.queries => {
-                    let mut r = Refused::new(NO_SUBQUERY);
-                    r.hint = Some(NO_SUBQUERY_HINT.into());
-                    Some(r)
+                Ok(())
+                    if matches!(f.args, FunctionArguments::Subquery(_))
+                        && !self.expr_subqueries =>
+                {
+                    Some(no_subquery())
                 }
                 Ok(()) => None,
             },
@@ -252,6 +261,7 @@ impl Visitor for Walk<'_> {
 pub fn check_expr(expr: &Expr) -> Result<(), Refused> {
     let mut w = Walk {
         queries: false,
+        expr_subqueries: false,
         inputs: Some(&[]),
         ctes: BTreeSet::new(),
         refused: None,
@@ -285,45 +295,15 @@ pub fn check_statement(
     };
     let mut w = Walk {
         queries: true,
+        // Expressions inside a generated query were checked one by one; a
+        // query inside one of them means the text was not what was checked.
+        expr_subqueries: rules == QueryRules::Sql,
         inputs,
         ctes: BTreeSet::new(),
         refused: None,
     };
     let _ = q.visit(&mut w);
-    if let Some(r) = w.refused {
-        return Err(r);
-    }
-    if rules == QueryRules::Generated {
-        // Expressions inside a generated query were checked one by one; a
-        // query inside one of them means the text was not what was checked.
-        let mut sub = SubqueryInExpr(false);
-        let _ = q.visit(&mut sub);
-        if sub.0 {
-            let mut r = Refused::new(NO_SUBQUERY);
-            r.hint = Some(NO_SUBQUERY_HINT.into());
-            return Err(r);
-        }
-    }
-    Ok(())
-}
-
-/// Finds a query inside an expression.
-struct SubqueryInExpr(bool);
-
-impl Visitor for SubqueryInExpr {
-    type Break = ();
-    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        let found = match e {
-            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => true,
-            Expr::Function(f) => matches!(f.args, FunctionArguments::Subquery(_)),
-            _ => false,
-        };
-        if found {
-            self.0 = true;
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    }
+    w.refused.map_or(Ok(()), Err)
 }
 
 /// How many `[` a piece of SQL may hold. The parser backtracks on every
