@@ -18,18 +18,18 @@
 
 use std::time::{Duration, Instant};
 
-use mudrock::config::Config;
+use mudrock::app::config::Config;
 use mudrock::engine::Engine;
-use mudrock::queue::{TriggerKind, TriggerRequest};
+use mudrock::service::queue::{TriggerKind, TriggerRequest};
+use mudrock::service::worker::Worker;
 use mudrock::store::{LocalStore, ObjectStore};
-use mudrock::worker::Worker;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 async fn trigger(pool: &PgPool, pipeline: Uuid) -> Uuid {
     let mut conn = pool.acquire().await.unwrap();
-    mudrock::queue::trigger(&mut conn, &TriggerRequest::new(pipeline, TriggerKind::Api))
+    mudrock::service::queue::trigger(&mut conn, &TriggerRequest::new(pipeline, TriggerKind::Api))
         .await
         .unwrap()
         .run_id
@@ -119,7 +119,7 @@ fn main() {
             .connect_with(url.clone())
             .await
             .unwrap();
-        mudrock::db::migrate(&pool).await.unwrap();
+        mudrock::service::db::migrate(&pool).await.unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
@@ -128,9 +128,9 @@ fn main() {
         cfg.worker.heartbeat_ms = 1000;
         let store: std::sync::Arc<dyn ObjectStore> =
             std::sync::Arc::new(LocalStore::new(dir.path()));
-        let project = mudrock::db::create_project(
+        let project = mudrock::service::projects::create(
             &pool,
-            &cfg,
+            &cfg.store,
             store.as_ref(),
             "bench",
             Uuid::now_v7(),
@@ -145,7 +145,7 @@ fn main() {
         let doc = serde_json::json!({"id": "one", "name": "one", "edges": [],
             "nodes": [{"id": "src", "nodeType": "ingestion", "config": {"source": "in/one.csv"}}]});
         let pipeline = Uuid::now_v7();
-        mudrock::db::save_pipeline(&pool, project, pipeline, "one", "1.0.0", &doc, None)
+        mudrock::service::pipelines::save(&pool, project, pipeline, "one", "1.0.0", &doc, None)
             .await
             .unwrap();
 

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use mudrock::config::{Config, StoreKind};
+use mudrock::app::config::{Config, StoreKind};
 use polars::prelude::*;
 
 fn peak_rss_mib() -> f64 {
@@ -73,7 +73,7 @@ fn main() {
     let written = mudrock::artifacts::write_parquet(
         &mut df,
         &path,
-        mudrock::pipeline::Compression::Uncompressed,
+        mudrock::model::pipeline::Compression::Uncompressed,
     )
     .unwrap();
     let write_s = t.elapsed().as_secs_f64();

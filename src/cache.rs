@@ -17,8 +17,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use crate::artifacts::SourceObject;
 pub use crate::hash::{hash_bytes, hash_file};
+pub use crate::model::SourceObject;
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 /// Bumped when the key derivation itself changes; invalidates everything.
@@ -197,14 +197,14 @@ pub struct CacheMeta {
     pub blake3: String,
     pub created_at: String,
     pub compression: String,
-    pub schema: crate::artifacts::SchemaJson,
+    pub schema: crate::model::SchemaJson,
     /// Results of conditional edges out of this node, by condition text, so
     /// a cached run does not load data to re-evaluate them.
     #[serde(default)]
     pub conditions: std::collections::BTreeMap<String, bool>,
     /// Copy of the export, for output nodes that request one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<crate::artifacts::ExportRecord>,
+    pub export: Option<crate::model::ExportRecord>,
     /// The store's version of `data.parquet` right after it was written and
     /// hashed (ETag on S3, inode + mtime on disk). While it is unchanged the
     /// bytes are the ones hashed, so a hit needs no download.

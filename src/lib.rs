@@ -6,20 +6,23 @@
 //! says. The [`queue`] (PostgreSQL, apalis' storage) feeds [`worker`]s that
 //! run the engine for the platform.
 
+// model: plain data.
+pub mod model;
+// core: validate, plan, run, store; no database, no HTTP.
 pub mod artifacts;
 pub mod cache;
-pub mod cli;
-pub mod config;
-pub mod db;
 pub mod engine;
 pub mod error;
 pub mod hash;
 pub mod limits;
-pub mod pipeline;
-pub mod queue;
-pub mod sandbox;
+pub mod retry;
 pub mod store;
 pub mod validate;
-pub mod worker;
+// service: the database, the queue, workers.
+pub mod service;
+// app: configuration and wiring; interfaces on top.
+pub mod app;
+pub mod cli;
+pub mod sandbox;
 
 pub use mudrock_operators as operators;

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use mudrock::config::{Config, StoreKind};
+use mudrock::app::config::{Config, StoreKind};
 use serde_json::Value;
 
 fn normalized() -> Value {
@@ -77,7 +77,7 @@ fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
     );
 
     // The workers get the whole grace period on SIGTERM, and more.
-    let grace = mudrock::worker::WorkerConfig::default().shutdown_grace_seconds;
+    let grace = mudrock::service::worker::WorkerConfig::default().shutdown_grace_seconds;
     let stop = c["services"]["worker"]["stop_grace_period"]
         .as_str()
         .unwrap();

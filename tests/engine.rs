@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use mudrock::artifacts::{NodeStatus, RunStatus};
 use mudrock::engine::{Engine, Event, RunOptions, RunResult};
+use mudrock::model::{NodeStatus, RunStatus};
 use polars::prelude::*;
 use serde_json::json;
 
@@ -900,11 +900,7 @@ async fn a_node_over_its_timeout_fails_and_cancellation_skips_the_rest() {
     );
 
     // Cancelled before it starts: nothing runs, the run is committed as cancelled.
-    let r = env
-        .run_with(&d, |o| {
-            o.cancel.store(true, std::sync::atomic::Ordering::SeqCst)
-        })
-        .await;
+    let r = env.run_with(&d, |o| o.cancel.cancel()).await;
     assert_eq!(r.meta.status, RunStatus::Cancelled);
     assert!(
         r.meta
@@ -917,6 +913,66 @@ async fn a_node_over_its_timeout_fails_and_cancellation_skips_the_rest() {
         env.json(&format!("{}metadata.json", r.run_prefix))["status"],
         "cancelled"
     );
+}
+
+/// A timed-out unit's Polars work cannot be stopped: it keeps its
+/// concurrency slot until it really ends, so the next unit does not
+/// compute beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_unit_keeps_its_slot_until_its_computation_ends() {
+    let env = Env::new();
+    let rows: String = (0..3000).map(|i| format!("{i}\n")).collect();
+    env.put("shared/a.csv", format!("x\n{rows}"));
+    // `cross` (its own unit: cached) times out; its error edge makes
+    // `report` compute strictly after the timeout, while the abandoned
+    // 9-million-row cross join aggregated is still running.
+    let d = doc(
+        "slot",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "a2",
+                json!({"operator": "select", "columns": [{"name": "y", "expr": "x"}]}),
+                &["a"],
+            ),
+            json!({"id": "cross", "nodeType": "operator", "dependencies": ["a", "a2"],
+                   "config": {"operator": "join", "how": "cross"},
+                   "execution": {"timeoutSeconds": 0.01, "cache": true}}),
+            op(
+                "total",
+                json!({"operator": "aggregate", "aggregations": [{"name": "s", "expr": "sum(x * y)"}]}),
+                &["cross"],
+            ),
+            output("out", "total"),
+            op(
+                "report",
+                json!({"operator": "select", "columns": ["node_id", "error_kind"]}),
+                &[],
+            ),
+            output("quick", "report"),
+        ],
+        vec![json!({"id": "e", "sourceNodeId": "cross", "targetNodeId": "report", "edgeType": "error"})],
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = env
+        .run_with(&d, |o| {
+            o.concurrency = 1;
+            o.events = Some(tx);
+        })
+        .await;
+    assert_eq!(node(&r.meta, "cross").reason.as_deref(), Some("timeout"));
+    assert_eq!(node(&r.meta, "quick").status, NodeStatus::Succeeded);
+    let mut order = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            Event::NodeStarted { node_id } => order.push(format!("start {node_id}")),
+            Event::NodeFinished(rec) => order.push(format!("end {}", rec.node_id)),
+        }
+    }
+    let pos = |s: &str| order.iter().position(|e| e == s).unwrap();
+    assert!(pos("end cross") < pos("start quick"), "{order:?}");
+    // The report never computed beside the abandoned cross join.
+    assert_eq!(r.peak_computing, 1, "units computing at once with concurrency 1");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,14 +5,14 @@
 mod common;
 
 use common::*;
-use mudrock::artifacts::{NodeStatus, RunStatus};
 use mudrock::limits::DocLimits;
+use mudrock::model::{NodeStatus, RunStatus};
 use mudrock::validate::{Options, validate, validate_str};
 use serde_json::{Value, json};
 
 /// `bad` fails with a limit naming `key`; `good` (an independent branch)
 /// still succeeds.
-fn over_the_limit(m: &mudrock::artifacts::RunMeta, bad: &str, key: &str) {
+fn over_the_limit(m: &mudrock::model::RunMeta, bad: &str, key: &str) {
     let n = node(m, bad);
     assert_eq!(n.status, NodeStatus::Failed, "{n:?}");
     assert_eq!(n.reason.as_deref(), Some("limit"), "{n:?}");

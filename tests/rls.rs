@@ -211,26 +211,33 @@ async fn a_project_always_keeps_an_owner(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn daemons_refuse_a_database_that_is_behind(pool: PgPool) {
-    let err = mudrock::db::check_current(&pool).await.unwrap_err();
+    let err = mudrock::service::db::check_current(&pool)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "the database is behind: migration(s) 0001, 0002 not applied; run `mudrock migrate`"
     );
     // Half-way (mudrock's own tables but not the queue's) is still behind.
-    mudrock::db::MIGRATOR.run(&pool).await.unwrap();
-    let err = mudrock::db::check_current(&pool).await.unwrap_err();
+    mudrock::service::db::MIGRATOR.run(&pool).await.unwrap();
+    let err = mudrock::service::db::check_current(&pool)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().starts_with("the database is behind: migration(s) 23 of the queue storage (apalis) not applied; run `mudrock migrate`"),
         "{err}"
     );
-    let applied = mudrock::db::migrate(&pool).await.unwrap();
+    let applied = mudrock::service::db::migrate(&pool).await.unwrap();
     assert!(applied.mudrock.is_empty());
     assert_eq!(applied.queue.len(), 23);
-    mudrock::db::check_current(&pool)
+    mudrock::service::db::check_current(&pool)
         .await
         .expect("current after migrating");
     assert!(
-        mudrock::db::migrate(&pool).await.unwrap().is_empty(),
+        mudrock::service::db::migrate(&pool)
+            .await
+            .unwrap()
+            .is_empty(),
         "migrating again is a no-op"
     );
 }
@@ -306,21 +313,23 @@ async fn saving_appends_immutable_versions_whose_hash_runs_carry(pool: PgPool) {
     let pipeline: uuid::Uuid = PIPELINE.parse().unwrap();
     let def = common_definition();
     let mut conn = pool.acquire().await.unwrap();
-    let v2 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.1.0", &def, None)
+    let v2 = mudrock::service::pipelines::save_version(&mut conn, pipeline, "1.1.0", &def, None)
         .await
         .unwrap();
     assert_eq!(v2.revision, 2, "after the fixture's revision 1");
     // Key order does not matter to the hash; content does.
     let reordered: serde_json::Value = serde_json::from_str(&def.to_string()).unwrap();
-    let v3 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.1.0", &reordered, None)
-        .await
-        .unwrap();
+    let v3 =
+        mudrock::service::pipelines::save_version(&mut conn, pipeline, "1.1.0", &reordered, None)
+            .await
+            .unwrap();
     assert_eq!((v3.revision, &v3.definition_hash), (3, &v2.definition_hash));
     let mut changed = def.clone();
     changed["nodes"][0]["config"]["source"] = serde_json::json!("shared/other.csv");
-    let v4 = mudrock::db::save_pipeline_version(&mut conn, pipeline, "1.2.0", &changed, None)
-        .await
-        .unwrap();
+    let v4 =
+        mudrock::service::pipelines::save_version(&mut conn, pipeline, "1.2.0", &changed, None)
+            .await
+            .unwrap();
     assert_ne!(v4.definition_hash, v2.definition_hash);
     let stored: serde_json::Value =
         sqlx::query_scalar("SELECT dag_definition FROM pipelines WHERE id = $1")
@@ -373,7 +382,7 @@ async fn the_queue_tables_are_closed_to_api_callers(pool: PgPool) {
     // apalis' tables hold no user-facing data and have no policies: callers
     // inside RLS (anon, authenticated) cannot reach the schema at all; only
     // the worker's service connection uses it.
-    mudrock::db::migrate(&pool).await.unwrap();
+    mudrock::service::db::migrate(&pool).await.unwrap();
     for role in ["authenticated", "anon"] {
         for table in ["apalis.jobs", "apalis.workers"] {
             let mut tx = pool.begin().await.unwrap();

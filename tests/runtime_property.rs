@@ -10,7 +10,7 @@ mod common;
 use std::cell::Cell;
 
 use common::*;
-use mudrock::artifacts::NodeStatus;
+use mudrock::model::NodeStatus;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

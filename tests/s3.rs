@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use mudrock::artifacts::RunStatus;
-use mudrock::config::{Config, StoreConfig, StoreKind};
+use mudrock::app::config::{Config, StoreConfig, StoreKind};
 use mudrock::engine::{Engine, RunOptions, RunResult};
+use mudrock::model::RunStatus;
 use mudrock::store::{ObjectStore, S3Config, S3Store, StoreError, conformance};
 use mudrock::validate;
 
@@ -89,16 +89,19 @@ async fn the_example_on_s3_writes_the_same_tree_and_hits_the_cache_without_rehas
     let s3 = config.open_store().await.unwrap();
     let project = unique("e2e");
     let bucket = config
+        .store
         .create_project_bucket(s3.as_ref(), &project)
         .await
         .unwrap();
     assert_eq!(bucket, format!("project-{project}"));
     config
+        .store
         .create_project_bucket(s3.as_ref(), &project)
         .await
         .expect("creating it again is fine");
     assert!(
         config
+            .store
             .create_project_bucket(s3.as_ref(), "Bad_Id")
             .await
             .is_err()

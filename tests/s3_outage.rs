@@ -12,8 +12,8 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mudrock::artifacts::RunStatus;
 use mudrock::engine::{Engine, RunOptions};
+use mudrock::model::RunStatus;
 use mudrock::store::{ObjectStore, RetryPolicy, RetryingStore, S3Config, S3Store};
 
 fn var(k: &str) -> String {

@@ -36,7 +36,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "bad json",
             r#"{"nodes": ["#.to_string(),
-            vec!["error: $: invalid JSON at line 1 column 11: EOF while parsing a list"],
+            vec!["error: $: invalid JSON at line 1 column 11: …"],
         ),
         (
             "not an object",
@@ -99,9 +99,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "wrong config type",
             with(|v| v["nodes"][1]["config"] = json!({"operator": "limit", "n": "ten"})),
-            vec![
-                "error: nodes[1].config.n: node \"valid\": invalid type: string \"ten\", expected u32",
-            ],
+            vec!["error: nodes[1].config.n: node \"valid\": …"],
         ),
         (
             "unknown node type",
@@ -178,9 +176,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             with(
                 |v| v["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "count(* > 0"}]),
             ),
-            vec![
-                "error: edges[0].condition: edge \"e1\": condition does not parse: Expected: ), found: > at Line: 1, Column: 9",
-            ],
+            vec!["error: edges[0].condition: edge \"e1\": condition does not parse: …"],
         ),
         (
             "condition that is not an aggregate",
@@ -236,9 +232,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "expression that does not parse",
             with(|v| v["nodes"][1]["config"]["predicate"] = json!("quantity >")),
-            vec![
-                "error: nodes[1].config.predicate: node \"valid\": expression does not parse: Expected: an expression, found: EOF",
-            ],
+            vec!["error: nodes[1].config.predicate: node \"valid\": expression does not parse: …"],
         ),
         (
             "aggregate in a row expression",
@@ -427,11 +421,25 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             }),
             vec![
                 "error: nodes[0].config.source: node \"orders\": source \"../x.csv\" escapes the bucket: \"..\" is not allowed",
-                "error: nodes[1].config.predicate: node \"valid\": expression does not parse: Expected: an expression, found: EOF",
+                "error: nodes[1].config.predicate: node \"valid\": expression does not parse: …",
                 "error: nodes[2].nodeType: node \"out\": unknown node type \"sink\" — one of ingestion, operator, output",
             ],
         ),
     ]
+}
+
+/// Exact, except that a line may end in `…`: mudrock's own words (path,
+/// node, what is wrong) are pinned, the parser's or serde's detail after
+/// them is not (another version may word it differently).
+fn matches(got: &[String], expected: &[&str]) -> bool {
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(g, e)| match e.strip_suffix('…') {
+                Some(prefix) => g.starts_with(prefix) && g.len() > prefix.len(),
+                None => g == e,
+            })
 }
 
 #[test]
@@ -441,7 +449,7 @@ fn every_malformed_pipeline_gets_its_exact_report() {
     let mut failures = Vec::new();
     for (name, text, expected) in &cases {
         let got = report(text);
-        if &got != expected {
+        if !matches(&got, expected) {
             failures.push(format!(
                 "{name}:\n  expected {expected:#?}\n  got      {got:#?}"
             ));
@@ -488,73 +496,85 @@ fn input_order_follows_dependencies_then_edges() {
     );
 }
 
-/// Every node and edge field replaced by every JSON shape: reports, never
-/// panics.
-#[test]
-fn no_input_makes_validation_panic() {
-    let shapes = [
-        json!(null),
-        json!(true),
-        json!(-1),
-        json!(1.5),
-        json!(""),
-        json!("x"),
-        json!([]),
-        json!([null]),
-        json!({}),
-        json!({"a": 1}),
-        json!("../.."),
-        json!("*"),
-        json!("["),
+/// Any JSON value, a few levels deep, biased towards what pipelines hold.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        prop::sample::select(vec![
+            "",
+            "x",
+            "../..",
+            "*",
+            "[",
+            "orders",
+            "valid",
+            "out",
+            "filter",
+            "count(*) > 0",
+            "data_flow",
+            "conditional",
+            "error",
+            "csv",
+            "exports/x.csv",
+            "\u{0}",
+        ])
+        .prop_map(Value::from),
+        "[a-z_]{0,8}".prop_map(Value::from),
     ];
-    let mut doc = base();
-    doc["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "count(*) > 0"}]);
-    let mut n = 0;
-    for ni in 0..3 {
-        let node = doc["nodes"][ni].as_object().unwrap().clone();
-        for field in node
-            .keys()
-            .cloned()
-            .chain(["execution".to_string(), "metadata".to_string()])
-        {
-            for s in &shapes {
-                let mut d = doc.clone();
-                d["nodes"][ni][&field] = s.clone();
-                let _ = validate_str(&d.to_string(), Options::default());
-                n += 1;
-            }
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-zA-Z]{1,10}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+
+    /// Any node, config or edge field replaced by any JSON value (or a
+    /// field added): validation reports, never panics, and every problem
+    /// it reports names a place in the document.
+    #[test]
+    fn any_field_with_any_value_gets_a_report_never_a_panic(
+        target in 0usize..3,
+        index in 0usize..3,
+        field in proptest::sample::select(vec![
+            "id", "nodeType", "dependencies", "execution", "metadata", "config",
+            "source", "operator", "predicate", "options", "format", "export", "compression",
+            "sourceNodeId", "targetNodeId", "edgeType", "condition", "columns", "how", "on",
+        ]),
+        value in any_json(),
+    ) {
+        let mut doc = base();
+        doc["edges"] = json!([{"id": "e1", "sourceNodeId": "orders", "targetNodeId": "valid", "edgeType": "conditional", "condition": "count(*) > 0"}]);
+        match target {
+            0 => doc["nodes"][index][field] = value,
+            1 => doc["nodes"][index]["config"][field] = value,
+            _ => doc["edges"][0][field] = value,
         }
-        for field in [
-            "source",
-            "operator",
-            "predicate",
-            "options",
-            "format",
-            "export",
-            "compression",
-        ] {
-            for s in &shapes {
-                let mut d = doc.clone();
-                d["nodes"][ni]["config"][field] = s.clone();
-                let _ = validate_str(&d.to_string(), Options::default());
-                n += 1;
-            }
-        }
-    }
-    for field in [
-        "id",
-        "sourceNodeId",
-        "targetNodeId",
-        "edgeType",
-        "condition",
-    ] {
-        for s in &shapes {
-            let mut d = doc.clone();
-            d["edges"][0][field] = s.clone();
-            let _ = validate_str(&d.to_string(), Options::default());
-            n += 1;
+        let diagnostics = match validate_str(&doc.to_string(), Options::default()) {
+            Ok((_, r)) | Err(r) => r.diagnostics,
+        };
+        for d in diagnostics {
+            let text = d.to_string();
+            proptest::prop_assert!(
+                ["error: ", "warning: "].iter().any(|p| text.starts_with(p))
+                    && text.contains(": "),
+                "{text}"
+            );
         }
     }
+}
+
+/// Documents that are not pipelines at all: reported, never a panic.
+#[test]
+fn texts_that_are_not_pipelines_are_reported() {
     for text in [
         "",
         "null",
@@ -564,10 +584,9 @@ fn no_input_makes_validation_panic() {
         "{\"nodes\": [], \"edges\": {}}",
         "\u{0}",
     ] {
-        let _ = validate_str(text, Options::default());
-        n += 1;
+        let r = validate_str(text, Options::default()).unwrap_err();
+        assert!(!r.diagnostics.is_empty(), "{text:?}");
     }
-    assert!(n > 300);
 }
 
 /// Problems that need the data to be seen (what `validate --data` and

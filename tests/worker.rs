@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::HookedStore;
-use mudrock::artifacts::{NodeStatus, RunStatus};
-use mudrock::config::Config;
+use mudrock::app::config::Config;
 use mudrock::engine::Engine;
-use mudrock::queue::{self, TriggerKind, TriggerRequest};
+use mudrock::model::{NodeStatus, RunStatus};
+use mudrock::service::queue::{self, TriggerKind, TriggerRequest};
+use mudrock::service::runs;
+use mudrock::service::worker::{Worker, WorkerStatus};
 use mudrock::store::{LocalStore, ObjectStore};
-use mudrock::worker::Worker;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -33,7 +34,7 @@ async fn setup(opts: &PgConnectOptions) -> PgPool {
         .connect_with(opts.clone())
         .await
         .unwrap();
-    let applied = mudrock::db::migrate(&pool).await.unwrap();
+    let applied = mudrock::service::db::migrate(&pool).await.unwrap();
     assert_eq!(applied.mudrock, [1, 2]);
     pool
 }
@@ -79,9 +80,16 @@ async fn project(
         Some(n) => json!({"maxConcurrentRuns": n}),
         None => json!({}),
     };
-    let id = mudrock::db::create_project(pool, cfg, store, "p", OWNER.parse().unwrap(), &settings)
-        .await
-        .unwrap();
+    let id = mudrock::service::projects::create(
+        pool,
+        &cfg.store,
+        store,
+        "p",
+        OWNER.parse().unwrap(),
+        &settings,
+    )
+    .await
+    .unwrap();
     Project {
         id,
         bucket: cfg.bucket(Some(&id.to_string())),
@@ -117,7 +125,7 @@ async fn fixture(opts: &PgConnectOptions, max: Option<u32>, tweak: impl FnOnce(&
 
 async fn save(pool: &PgPool, project: Uuid, doc: &Value) -> Uuid {
     let id = Uuid::now_v7();
-    mudrock::db::save_pipeline(pool, project, id, "pl", "1.0.0", doc, None)
+    mudrock::service::pipelines::save(pool, project, id, "pl", "1.0.0", doc, None)
         .await
         .unwrap();
     id
@@ -131,12 +139,12 @@ async fn trigger(pool: &PgPool, pipeline: Uuid) -> Uuid {
         .run_id
 }
 
-async fn run_row(pool: &PgPool, run: Uuid) -> queue::RunRow {
+async fn run_row(pool: &PgPool, run: Uuid) -> runs::RunRow {
     let mut conn = pool.acquire().await.unwrap();
-    queue::get_run(&mut conn, run).await.unwrap().unwrap()
+    runs::get_run(&mut conn, run).await.unwrap().unwrap()
 }
 
-async fn wait_finished(pool: &PgPool, run: Uuid, limit: Duration) -> queue::RunRow {
+async fn wait_finished(pool: &PgPool, run: Uuid, limit: Duration) -> runs::RunRow {
     let start = Instant::now();
     loop {
         let r = run_row(pool, run).await;
@@ -157,6 +165,8 @@ async fn wait_finished(pool: &PgPool, run: Uuid, limit: Duration) -> queue::RunR
 struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// The worker itself, for its status (test signals).
+    worker: Worker,
 }
 
 impl Running {
@@ -164,6 +174,7 @@ impl Running {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let opts = opts.clone();
         let id = id.to_string();
+        let (wtx, wrx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(3)
@@ -177,6 +188,7 @@ impl Running {
                     .await
                     .map_err(|e| e.to_string())?;
                 let w = Worker::new(pool, Engine::new(store), cfg, Some(id));
+                let _ = wtx.send(w.clone());
                 w.run(async {
                     let _ = rx.await;
                 })
@@ -184,9 +196,28 @@ impl Running {
                 .map_err(|e| e.to_string())
             })
         });
+        let worker = wrx.recv().expect("the worker thread starts");
         Running {
             stop: Some(tx),
             thread: Some(thread),
+            worker,
+        }
+    }
+
+    /// Waits (under a deadline) until the worker's status satisfies `ok`.
+    async fn wait_until(&self, what: &str, ok: impl Fn(&WorkerStatus) -> bool) {
+        let start = Instant::now();
+        loop {
+            let st = self.worker.status();
+            if ok(&st) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "never {what}: {st:?}"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -366,7 +397,7 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
     assert_eq!(row.worker_id.as_deref(), Some("w1"));
 
     let mut conn = pool.acquire().await.unwrap();
-    let nodes = queue::node_states(&mut conn, run).await.unwrap();
+    let nodes = runs::node_states(&mut conn, run).await.unwrap();
     let states: Vec<(&str, &str)> = nodes
         .iter()
         .map(|n| (n.node_id.as_str(), n.status.name()))
@@ -416,7 +447,7 @@ async fn worker_runs_and_records_node_states(_p: PgPoolOptions, opts: PgConnectO
     let run2 = trigger(&pool, pl).await;
     let row2 = wait_finished(&pool, run2, Duration::from_secs(60)).await;
     assert_eq!(row2.status, RunStatus::Succeeded);
-    let nodes2 = queue::node_states(&mut conn, run2).await.unwrap();
+    let nodes2 = runs::node_states(&mut conn, run2).await.unwrap();
     assert!(
         nodes2
             .iter()
@@ -571,21 +602,22 @@ async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConne
     // Queued runs are cancelled at once, and never start.
     let queued = trigger(&pool, pl).await;
     let mut conn = pool.acquire().await.unwrap();
-    assert!(queue::request_cancel(&mut conn, queued).await.unwrap());
+    assert!(runs::request_cancel(&mut conn, queued).await.unwrap());
     assert_eq!(run_row(&pool, queued).await.status, RunStatus::Cancelled);
 
     let (store, reached, go) = gate(local);
     let run = trigger(&pool, pl).await;
     let w = Running::start(&opts, store, cfg, "w1");
     wait_flag(&reached).await;
-    assert!(queue::request_cancel(&mut conn, run).await.unwrap());
-    // Let heartbeats (every 100 ms) carry the request to the run.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(runs::request_cancel(&mut conn, run).await.unwrap());
+    // A heartbeat carries the request to the run's token.
+    w.wait_until("saw the cancellation", |st| st.held == [(run, true)])
+        .await;
     go.store(true, Ordering::SeqCst);
     let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
     w.stop().unwrap();
     assert_eq!(row.status, RunStatus::Cancelled);
-    let nodes = queue::node_states(&mut conn, run).await.unwrap();
+    let nodes = runs::node_states(&mut conn, run).await.unwrap();
     let skipped: Vec<&str> = nodes
         .iter()
         .filter(|n| n.status == NodeStatus::Skipped && n.reason.as_deref() == Some("cancelled"))
@@ -593,7 +625,7 @@ async fn cancellation_is_honoured_between_nodes(_p: PgPoolOptions, opts: PgConne
         .collect();
     assert!(!skipped.is_empty(), "{nodes:?}");
     assert!(
-        !queue::request_cancel(&mut conn, run).await.unwrap(),
+        !runs::request_cancel(&mut conn, run).await.unwrap(),
         "already finished"
     );
     assert_eq!(run_row(&pool, queued).await.attempt, 0, "never started");
@@ -618,8 +650,25 @@ async fn max_concurrent_runs_holds_per_project(_p: PgPoolOptions, opts: PgConnec
     let w1 = Running::start(&opts, store.clone(), cfg.clone(), "w1");
     let w2 = Running::start(&opts, store, cfg, "w2");
     wait_flag(&reached).await;
-    // Two workers with free slots, three queued runs: still one running.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Two workers with free slots, three queued runs: both others are
+    // offered and deferred, and still one runs.
+    let start = Instant::now();
+    loop {
+        let deferred: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE last_result::text LIKE '%deferred: the project is at maxConcurrentRuns%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if deferred == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "runs were not deferred"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let running: i64 =
         sqlx::query_scalar("SELECT count(*) FROM pipeline_runs WHERE status = 'running'")
             .fetch_one(&pool)
@@ -664,8 +713,16 @@ async fn shutdown_hands_unfinished_runs_back(_p: PgPoolOptions, opts: PgConnectO
     wait_flag(&reached).await;
     // SIGTERM-equivalent while the run is mid-way; the gate opens after
     // the grace period, so the run stops at the next node boundary.
+    let probe = w1.worker.clone();
     let stopper = std::thread::spawn(move || w1.stop());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    while !probe.status().handing_back {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never handed back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     go.store(true, Ordering::SeqCst);
     stopper.join().unwrap().unwrap();
     let row = run_row(&pool, run).await;
@@ -840,7 +897,7 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     assert_eq!(meta["runId"], json!(run.to_string()));
     // What attempt 1 finished was not computed again.
     let mut conn = pool.acquire().await.unwrap();
-    let nodes = queue::node_states(&mut conn, run).await.unwrap();
+    let nodes = runs::node_states(&mut conn, run).await.unwrap();
     let hits = nodes.iter().filter(|n| n.cache_hit).count();
     assert!(hits >= 2, "{nodes:?}");
     let job: String = sqlx::query_scalar("SELECT status FROM apalis.jobs")
@@ -860,9 +917,9 @@ async fn a_project_whose_bucket_cannot_be_made_is_not_created(
     let cfg = config(dir.path());
     let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
     let broken = HookedStore::failing(local.clone(), |op, _| op == "create_bucket");
-    let err = mudrock::db::create_project(
+    let err = mudrock::service::projects::create(
         &pool,
-        &cfg,
+        &cfg.store,
         &broken,
         "p",
         OWNER.parse().unwrap(),
@@ -910,7 +967,12 @@ async fn a_worker_runs_no_more_than_its_concurrency(_p: PgPoolOptions, opts: PgC
     let (store, reached, go) = gate(local);
     let w = Running::start(&opts, store, cfg, "w1");
     wait_flag(&reached).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Two runs held; the worker then looks for work (twice, so at least
+    // one full round after both started) and takes nothing more.
+    w.wait_until("held two runs", |st| st.held.len() == 2).await;
+    let rounds = w.worker.status().claim_rounds;
+    w.wait_until("looked for work again", |st| st.claim_rounds >= rounds + 2)
+        .await;
     let (running, queued): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')
          FROM pipeline_runs",

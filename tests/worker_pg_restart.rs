@@ -201,16 +201,22 @@ async fn status_counts(pool: &PgPool) -> Vec<(String, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_in_flight_survive_a_postgres_restart() {
     let cluster = Cluster::start();
-    let pool = mudrock::db::connect(&cluster.url()).await.unwrap();
-    mudrock::db::migrate(&pool).await.unwrap();
+    let pool = mudrock::service::db::connect(&cluster.url()).await.unwrap();
+    mudrock::service::db::migrate(&pool).await.unwrap();
     let store_dir = tempfile::tempdir().unwrap();
-    let mut cfg = mudrock::config::Config::default();
+    let mut cfg = mudrock::app::config::Config::default();
     cfg.store.dir = store_dir.path().to_path_buf();
     let store = mudrock::store::LocalStore::new(store_dir.path());
-    let project =
-        mudrock::db::create_project(&pool, &cfg, &store, "restart", Uuid::now_v7(), &json!({}))
-            .await
-            .unwrap();
+    let project = mudrock::service::projects::create(
+        &pool,
+        &cfg.store,
+        &store,
+        "restart",
+        Uuid::now_v7(),
+        &json!({}),
+    )
+    .await
+    .unwrap();
     let bucket = cfg.bucket(Some(&project.to_string()));
     let csv = store_dir.path().join(&bucket).join("in/big.csv");
     std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
@@ -228,13 +234,24 @@ async fn runs_in_flight_survive_a_postgres_restart() {
     let mut runs = Vec::new();
     for _ in 0..4 {
         let id = Uuid::now_v7();
-        mudrock::db::save_pipeline(&pool, project, id, "restart", "1.0.0", &pipeline(6), None)
-            .await
-            .unwrap();
+        mudrock::service::pipelines::save(
+            &pool,
+            project,
+            id,
+            "restart",
+            "1.0.0",
+            &pipeline(6),
+            None,
+        )
+        .await
+        .unwrap();
         let mut conn = pool.acquire().await.unwrap();
-        let t = mudrock::queue::trigger(
+        let t = mudrock::service::queue::trigger(
             &mut conn,
-            &mudrock::queue::TriggerRequest::new(id, mudrock::queue::TriggerKind::Api),
+            &mudrock::service::queue::TriggerRequest::new(
+                id,
+                mudrock::service::queue::TriggerKind::Api,
+            ),
         )
         .await
         .unwrap();

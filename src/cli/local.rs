@@ -155,7 +155,7 @@ pub(super) async fn run(a: RunArgs, config: Config) -> i32 {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("cancelling after the running nodes finish (ctrl-c again to abort)");
-            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            cancel.cancel();
             let _ = tokio::signal::ctrl_c().await;
             std::process::exit(130);
         }

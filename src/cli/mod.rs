@@ -19,10 +19,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::artifacts::{NodeRecord, NodeStatus, RunMeta, RunStatus};
-use crate::config::{Config, StoreKind};
+use crate::app::config::{Config, StoreKind};
 use crate::engine::{Event, RunOptions, plan};
-use crate::pipeline::Pipeline;
+use crate::model::pipeline::Pipeline;
+use crate::model::{NodeRecord, NodeStatus, RunMeta, RunStatus};
 use crate::store::ObjectStore;
 use crate::validate::{self, Report};
 pub use args::*;

@@ -2,6 +2,9 @@
 //! `submit` and `cancel`.
 
 use super::*;
+use crate::service::pipelines::{self, Submission};
+use crate::service::queue::TriggerKind;
+use crate::service::runs;
 
 pub(super) async fn migrate_cmd(a: MigrateArgs) -> i32 {
     let pool = match connect_db(&a.db.database_url).await {
@@ -9,7 +12,7 @@ pub(super) async fn migrate_cmd(a: MigrateArgs) -> i32 {
         Err(code) => return code,
     };
     if a.check {
-        return match crate::db::check_current(&pool).await {
+        return match crate::service::db::check_current(&pool).await {
             Ok(()) => {
                 println!("the database is current");
                 0
@@ -20,7 +23,7 @@ pub(super) async fn migrate_cmd(a: MigrateArgs) -> i32 {
             }
         };
     }
-    match crate::db::migrate(&pool).await {
+    match crate::service::db::migrate(&pool).await {
         Ok(v) if v.is_empty() => {
             println!("the database is current");
             0
@@ -46,7 +49,7 @@ pub(super) async fn migrate_cmd(a: MigrateArgs) -> i32 {
 }
 
 pub(super) async fn connect_db(url: &str) -> Result<sqlx::PgPool, i32> {
-    crate::db::connect(url).await.map_err(|e| {
+    crate::service::db::connect(url).await.map_err(|e| {
         eprintln!("error: {e}");
         3
     })
@@ -55,7 +58,7 @@ pub(super) async fn connect_db(url: &str) -> Result<sqlx::PgPool, i32> {
 /// A connection to a database that is not behind (else exit code 2).
 pub(super) async fn connect_current(url: &str) -> Result<sqlx::PgPool, i32> {
     let pool = connect_db(url).await?;
-    if let Err(e) = crate::db::check_current(&pool).await {
+    if let Err(e) = crate::service::db::check_current(&pool).await {
         eprintln!("error: {e}");
         return Err(2);
     }
@@ -97,7 +100,8 @@ pub(super) async fn worker_cmd(a: WorkerArgs, mut config: Config) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let worker = crate::worker::Worker::new(pool, config.engine(store), config.clone(), a.id);
+    let worker =
+        crate::service::worker::Worker::new(pool, config.engine(store), config.clone(), a.id);
     match worker.run(shutdown_signal()).await {
         Ok(()) => 0,
         Err(e) => {
@@ -123,8 +127,15 @@ pub(super) async fn project_create_cmd(a: ProjectCreateArgs, config: Config) -> 
         Some(n) => serde_json::json!({"maxConcurrentRuns": n}),
         None => serde_json::json!({}),
     };
-    match crate::db::create_project(&pool, &config, store.as_ref(), &a.name, a.owner, &settings)
-        .await
+    match crate::service::projects::create(
+        &pool,
+        &config.store,
+        store.as_ref(),
+        &a.name,
+        a.owner,
+        &settings,
+    )
+    .await
     {
         Ok(id) => {
             println!("{id}");
@@ -146,37 +157,37 @@ pub(super) async fn submit_cmd(a: SubmitArgs, config: Config) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    // The document's id names the pipeline within the project: the same
-    // file submitted again becomes the next version of the same pipeline.
-    let id = a.pipeline.unwrap_or_else(|| match pipeline.id.as_deref() {
-        Some(i) => i.parse().unwrap_or_else(|_| {
-            let h = blake3::hash(format!("mudrock pipeline {} {i}", a.project).as_bytes());
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&h.as_bytes()[..16]);
-            uuid::Builder::from_random_bytes(b).into_uuid()
-        }),
-        None => uuid::Uuid::now_v7(),
-    });
-    let version = pipeline.version.clone().unwrap_or_else(|| "1.0.0".into());
-    let saved = match crate::db::save_pipeline(
-        &pool,
-        a.project,
-        id,
-        &pipeline.name,
-        &version,
-        &pipeline.definition,
-        None,
-    )
-    .await
-    {
+    let submission = Submission {
+        project: a.project,
+        pipeline_id: a.pipeline,
+        pipeline: &pipeline,
+        trigger: TriggerKind::Cli,
+        requested_by: None,
+        idempotency_key: a.idempotency_key.clone(),
+    };
+    let s = match pipelines::submit(&pool, &submission).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot save the pipeline: {e}");
+            eprintln!("error: cannot submit the pipeline: {e}");
             return 3;
         }
     };
-    let mut req = crate::queue::TriggerRequest::new(id, crate::queue::TriggerKind::Cli);
-    req.idempotency_key = a.idempotency_key.clone();
+    eprintln!(
+        "pipeline {} revision {} ({}); run {} {}",
+        s.pipeline_id,
+        s.saved.revision,
+        &s.saved.definition_hash[..12],
+        s.run.run_id,
+        if s.run.created {
+            "queued"
+        } else {
+            "already exists (idempotency key)"
+        }
+    );
+    println!("{}", s.run.run_id);
+    if !a.wait {
+        return 0;
+    }
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
@@ -184,62 +195,41 @@ pub(super) async fn submit_cmd(a: SubmitArgs, config: Config) -> i32 {
             return 3;
         }
     };
-    let t = match crate::queue::trigger(&mut conn, &req).await {
-        Ok(t) => t,
+    let run = match pipelines::wait_final(&mut conn, s.run.run_id, Duration::from_millis(200)).await
+    {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            eprintln!("error: run {} disappeared", s.run.run_id);
+            return 3;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return 3;
         }
     };
-    eprintln!(
-        "pipeline {id} revision {} ({}); run {} {}",
-        saved.revision,
-        &saved.definition_hash[..12],
-        t.run_id,
-        if t.created {
-            "queued"
-        } else {
-            "already exists (idempotency key)"
+    if let Ok(nodes) = runs::node_states(&mut conn, run.id).await {
+        for n in nodes {
+            eprintln!(
+                "  {:<24} {:<10} {}",
+                n.node_id,
+                n.status.name(),
+                n.reason.or(n.error).unwrap_or_default()
+            );
         }
-    );
-    println!("{}", t.run_id);
-    if !a.wait {
-        return 0;
     }
-    loop {
-        match crate::queue::get_run(&mut conn, t.run_id).await {
-            Ok(Some(run)) if run.status.is_final() => {
-                if let Ok(nodes) = crate::queue::node_states(&mut conn, t.run_id).await {
-                    for n in nodes {
-                        eprintln!(
-                            "  {:<24} {:<10} {}",
-                            n.node_id,
-                            n.status.name(),
-                            n.reason.or(n.error).unwrap_or_default()
-                        );
-                    }
-                }
-                eprintln!(
-                    "run {} {} (attempt {})",
-                    run.id,
-                    run.status.name(),
-                    run.attempt
-                );
-                if let Some(e) = run.error {
-                    eprintln!("{e}");
-                }
-                return if run.status == RunStatus::Succeeded {
-                    0
-                } else {
-                    1
-                };
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 3;
-            }
-        }
+    eprintln!(
+        "run {} {} (attempt {})",
+        run.id,
+        run.status.name(),
+        run.attempt
+    );
+    if let Some(e) = run.error {
+        eprintln!("{e}");
+    }
+    if run.status == RunStatus::Succeeded {
+        0
+    } else {
+        1
     }
 }
 
@@ -255,7 +245,7 @@ pub(super) async fn cancel_cmd(a: CancelArgs) -> i32 {
             return 3;
         }
     };
-    match crate::queue::request_cancel(&mut conn, a.run_id).await {
+    match runs::request_cancel(&mut conn, a.run_id).await {
         Ok(true) => {
             println!("cancellation requested for run {}", a.run_id);
             0

@@ -6,7 +6,7 @@ use polars::prelude::*;
 
 use super::ingest::{self, SourceData};
 use crate::error::{NodeError, NodeErrorKind};
-use crate::pipeline::{Node, NodeKind};
+use crate::model::pipeline::{Node, NodeKind};
 
 /// Resolves frames' schemas in one pair of Polars plan arenas shared by
 /// every node built in a unit (or a `plan`), so a node's schema is derived

@@ -302,7 +302,7 @@ pub(super) fn compute(
     let written = if write {
         let compression = match &p.nodes[root].kind {
             NodeKind::Output(c) => c.compression,
-            _ => crate::pipeline::Compression::Zstd,
+            _ => crate::model::pipeline::Compression::Zstd,
         };
         match write_parquet(&mut df, &path, compression).and_then(|parquet| {
             ctx.budget.charge(parquet.bytes, &what_of(p, root))?;

@@ -24,53 +24,83 @@ pub(super) async fn gate_for(
     for e in p.inputs(m) {
         let this = if let Some(g) = gates.get(&e.source) {
             // Inside the unit: only data_flow edges (see is_mat_point).
-            match g {
-                Gate::Run => Gate::Run,
-                Gate::Skip(r) if *r == "upstream_failed" || *r == "cancelled" => Gate::Skip(r),
-                Gate::Fail(_) => Gate::Skip("upstream_failed"),
-                Gate::Skip(_) => Gate::Skip("upstream_skipped"),
-            }
+            within_unit(g)
         } else {
             let f = &inputs[&e.source];
-            match (f.record.status, &e.kind) {
-                (NodeStatus::Failed, EdgeKind::Error) => Gate::Run,
-                (NodeStatus::Failed, _) => Gate::Skip("upstream_failed"),
-                (s, EdgeKind::Error) if s.has_data() => Gate::Skip("no_error"),
-                (s, EdgeKind::DataFlow) if s.has_data() => Gate::Run,
-                (s, EdgeKind::Conditional(cond)) if s.has_data() => {
-                    match condition(ctx, e.source, f, cond).await {
-                        Ok(true) => Gate::Run,
-                        Ok(false) => Gate::Skip("condition_false"),
-                        Err(msg) => Gate::Fail(NodeError {
-                            kind: NodeErrorKind::Config,
-                            message: format!("condition \"{cond}\" of edge \"{}\" {msg}", e.id),
-                            path: Some(format!("{}.condition", e.path)),
-                            retryable: false,
-                        }),
-                    }
+            let value = match &e.kind {
+                EdgeKind::Conditional(cond) if f.record.status.has_data() => {
+                    Some(condition(ctx, e.source, f, cond).await)
                 }
-                (NodeStatus::Skipped, _) if f.record.reason.as_deref() == Some("cancelled") => {
-                    Gate::Skip("cancelled")
-                }
-                (NodeStatus::Skipped, _)
-                    if f.record.reason.as_deref() == Some("upstream_failed") =>
-                {
-                    Gate::Skip("upstream_failed")
-                }
-                _ => Gate::Skip("upstream_skipped"),
-            }
+                _ => None,
+            };
+            across_units(f.record.status, f.record.reason.as_deref(), &e.kind, value)
+                .unwrap_or_else(|msg| {
+                    let cond = match &e.kind {
+                        EdgeKind::Conditional(c) => c.as_str(),
+                        _ => "",
+                    };
+                    Gate::Fail(NodeError {
+                        kind: NodeErrorKind::Config,
+                        message: format!("condition \"{cond}\" of edge \"{}\" {msg}", e.id),
+                        path: Some(format!("{}.condition", e.path)),
+                        retryable: false,
+                    })
+                })
         };
-        // upstream_failed wins over other skip reasons; a failure over all.
-        gate = match (gate, this) {
-            (Gate::Fail(e), _) | (_, Gate::Fail(e)) => Gate::Fail(e),
-            (Gate::Skip("upstream_failed"), _) | (_, Gate::Skip("upstream_failed")) => {
-                Gate::Skip("upstream_failed")
-            }
-            (Gate::Skip(r), _) => Gate::Skip(r),
-            (_, g) => g,
-        };
+        gate = combine(gate, this);
     }
     gate
+}
+
+/// What an input inside the same unit says: its own gate, passed on.
+pub(super) fn within_unit(g: &Gate) -> Gate {
+    match g {
+        Gate::Run => Gate::Run,
+        Gate::Skip(r) if *r == "upstream_failed" || *r == "cancelled" => Gate::Skip(r),
+        Gate::Fail(_) => Gate::Skip("upstream_failed"),
+        Gate::Skip(_) => Gate::Skip("upstream_skipped"),
+    }
+}
+
+/// What an edge from another unit says, given its source's outcome and,
+/// for a conditional edge from a source with data, the condition's value
+/// (`Err` when evaluating it failed: returned as is).
+pub(super) fn across_units(
+    status: NodeStatus,
+    reason: Option<&str>,
+    kind: &EdgeKind,
+    condition: Option<Result<bool, String>>,
+) -> Result<Gate, String> {
+    Ok(match (status, kind) {
+        (NodeStatus::Failed, EdgeKind::Error) => Gate::Run,
+        (NodeStatus::Failed, _) => Gate::Skip("upstream_failed"),
+        (s, EdgeKind::Error) if s.has_data() => Gate::Skip("no_error"),
+        (s, EdgeKind::DataFlow) if s.has_data() => Gate::Run,
+        (s, EdgeKind::Conditional(_)) if s.has_data() => match condition {
+            Some(Ok(true)) => Gate::Run,
+            Some(Ok(false)) => Gate::Skip("condition_false"),
+            Some(Err(msg)) => return Err(msg),
+            None => Gate::Skip("condition_false"),
+        },
+        (NodeStatus::Skipped, _) if reason == Some("cancelled") => Gate::Skip("cancelled"),
+        (NodeStatus::Skipped, _) if reason == Some("upstream_failed") => {
+            Gate::Skip("upstream_failed")
+        }
+        _ => Gate::Skip("upstream_skipped"),
+    })
+}
+
+/// Two inputs' verdicts as one: a failure wins, then upstream_failed,
+/// then the first skip reason; run only when both run.
+pub(super) fn combine(a: Gate, b: Gate) -> Gate {
+    match (a, b) {
+        (Gate::Fail(e), _) | (_, Gate::Fail(e)) => Gate::Fail(e),
+        (Gate::Skip("upstream_failed"), _) | (_, Gate::Skip("upstream_failed")) => {
+            Gate::Skip("upstream_failed")
+        }
+        (Gate::Skip(r), _) => Gate::Skip(r),
+        (_, g) => g,
+    }
 }
 
 /// A conditional edge's value: recorded when the source was computed or

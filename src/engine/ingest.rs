@@ -16,7 +16,7 @@ use polars::prelude::*;
 use tokio::sync::OnceCell;
 
 use crate::error::{NodeError, NodeErrorKind};
-use crate::pipeline::{Format, IngestionConfig};
+use crate::model::pipeline::{Format, IngestionConfig};
 use crate::store::{Downloaded, ObjectMeta, ObjectStore, StoreError};
 
 fn is_glob(key: &str) -> bool {

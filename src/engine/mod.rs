@@ -21,6 +21,7 @@
 mod build;
 mod cached;
 mod compute;
+mod config;
 mod gate;
 pub mod ingest;
 mod inputs;
@@ -30,6 +31,8 @@ pub mod plan;
 mod prepare;
 mod schedule;
 mod scratch;
+#[cfg(test)]
+mod tests;
 mod unit;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +50,7 @@ use tokio::task::JoinSet;
 pub use build::{build_node, error_frame};
 use cached::*;
 use compute::*;
+pub use config::EngineConfig;
 use gate::*;
 use inputs::*;
 pub use options::*;
@@ -60,7 +64,8 @@ use crate::artifacts::*;
 use crate::cache::{self, CacheMeta, SourceObject};
 use crate::error::{EngineError, NodeError, NodeErrorKind};
 use crate::hash::canonical_json;
-use crate::pipeline::{EdgeKind, Format, NodeKind, Pipeline};
+use crate::model::pipeline::{EdgeKind, Format, NodeKind, Pipeline};
+use crate::model::*;
 use crate::store::{ObjectMeta, ObjectStore};
 use ingest::SourceData;
 
@@ -93,6 +98,9 @@ struct Ctx {
     budget: Arc<scratch::ScratchBudget>,
     run_prefix: String,
     computed: AtomicBool,
+    /// Units computing (Polars work in progress) now and at most; a
+    /// timed-out unit counts until its computation really ends.
+    computing: scratch::Gauge,
     /// Cache writes of intermediate checkpoints, off the critical path:
     /// downstream units go on with the frame in memory; the run waits for
     /// these before its commit marker. Each yields (node, bytes) when the
@@ -177,6 +185,7 @@ impl Engine {
             budget,
             run_prefix: run_prefix.clone(),
             computed: AtomicBool::new(false),
+            computing: Default::default(),
             background: Default::default(),
         });
 
@@ -236,7 +245,7 @@ impl Engine {
             }
             records.push(rec);
         }
-        let cancelled = ctx.opts.cancel.load(Ordering::SeqCst)
+        let cancelled = ctx.opts.cancel.is_cancelled()
             && records
                 .iter()
                 .any(|r| r.reason.as_deref() == Some("cancelled"));
@@ -300,6 +309,7 @@ impl Engine {
             meta,
             run_prefix,
             computed: ctx.computed.load(Ordering::SeqCst),
+            peak_computing: ctx.computing.peak(),
         })
     }
 }

@@ -2,6 +2,8 @@
 //! concurrency, the Polars engine, limits), progress [`Event`]s, the
 //! [`Streaming`] choice, and [`RunResult`].
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 /// Progress notifications, for the CLI display and (later) the database.
@@ -29,8 +31,9 @@ pub struct RunOptions {
     /// than this runs on the streaming engine (a row-wise unit always does).
     pub streaming_above_bytes: u64,
     pub events: Option<mpsc::UnboundedSender<Event>>,
-    /// Set to stop between nodes; the run ends `cancelled`.
-    pub cancel: Arc<AtomicBool>,
+    /// Cancelled to stop between nodes (and cut retry waits short); the
+    /// run ends `cancelled`. A worker hands each run a child of its own.
+    pub cancel: CancellationToken,
     /// What one run may use (pivot columns, join rows, glob matches,
     /// scratch disk); a node over a limit fails naming it.
     pub limits: crate::limits::RunLimits,
@@ -69,7 +72,7 @@ impl RunOptions {
             streaming: Streaming::Auto,
             streaming_above_bytes: DEFAULT_STREAMING_ABOVE_BYTES,
             events: None,
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel: CancellationToken::new(),
             limits: Default::default(),
         }
     }
@@ -132,4 +135,6 @@ pub struct RunResult {
     pub run_prefix: String,
     /// Whether any Polars work was done (false for a fully cached run).
     pub computed: bool,
+    /// The most units that computed at once (at most `concurrency`).
+    pub peak_computing: usize,
 }

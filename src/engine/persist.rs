@@ -23,7 +23,7 @@ pub(super) fn write_behind_entry(
         let what = format!("the cache entry of node \"{node}\"");
         let written = tokio::task::spawn_blocking(move || {
             let mut df = df;
-            let parquet = write_parquet(&mut df, &p2, crate::pipeline::Compression::Zstd)?;
+            let parquet = write_parquet(&mut df, &p2, crate::model::pipeline::Compression::Zstd)?;
             budget.charge(parquet.bytes, &what)?;
             Ok::<_, String>(parquet)
         })

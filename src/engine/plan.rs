@@ -12,10 +12,12 @@ use serde::Serialize;
 
 use super::build::{build_node, error_frame};
 use super::{RunOptions, ingest, prepare};
-use crate::artifacts::{ColumnJson, columns_of};
+use crate::artifacts::columns_of;
 use crate::cache;
 use crate::error::{EngineError, NodeError, NodeErrorKind};
-use crate::pipeline::{EdgeKind, NodeKind, Pipeline};
+use crate::model::ColumnJson;
+use crate::model::pipeline::{EdgeKind, NodeKind, Pipeline};
+use crate::store::ObjectMeta;
 use crate::store::ObjectStore;
 use crate::validate::{Diagnostic, Severity};
 
@@ -105,9 +107,9 @@ pub async fn plan(
     for (i, src) in prep.sources.iter().enumerate() {
         match src {
             Some(Ok(objs)) => {
-                let metas: Vec<_> = objs.iter().map(|(_, o)| o.as_hashed()).collect();
+                let metas: Vec<_> = objs.iter().map(|(_, o)| ObjectMeta::from(o)).collect();
                 let node = &pipeline.nodes[i];
-                let parquet = matches!(&node.kind, NodeKind::Ingestion(c) if c.effective_format() == Some(crate::pipeline::Format::Parquet));
+                let parquet = matches!(&node.kind, NodeKind::Ingestion(c) if c.effective_format() == Some(crate::model::pipeline::Format::Parquet));
                 let remote = metas
                     .first()
                     .is_some_and(|m| store.local_path(&opts.bucket, &m.key).is_none());

@@ -1,7 +1,14 @@
 //! Scheduling units: each starts as soon as the units it reads from are
 //! done, up to the run's concurrency, and every unit's outcome is gathered.
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::*;
+
+/// A unit's concurrency slot. A unit that times out hands its slot to the
+/// computation it abandoned (Polars work on a blocking thread cannot be
+/// stopped), so the slot is free only when that computation really ends.
+pub(super) type Slot = Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>;
 
 /// Runs units as their inputs finish, up to the concurrency limit.
 pub(super) async fn schedule(ctx: Arc<Ctx>) -> Result<Vec<UnitOutcome>, EngineError> {
@@ -41,11 +48,14 @@ pub(super) async fn schedule(ctx: Arc<Ctx>) -> Result<Vec<UnitOutcome>, EngineEr
                 let ctx = ctx.clone();
                 let sem = sem.clone();
                 running.spawn(async move {
-                    let _permit = sem
+                    let permit = sem
                         .acquire_owned()
                         .await
                         .expect("semaphore is never closed");
-                    run_unit(ctx, r, inputs).await
+                    // Held until the unit's computation ends, which may be
+                    // after the unit gave up on it (timeout).
+                    let slot: Slot = Arc::new(std::sync::Mutex::new(Some(permit)));
+                    run_unit(ctx, r, inputs, &slot).await
                 });
             } else {
                 still.push(r);

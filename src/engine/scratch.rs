@@ -71,3 +71,31 @@ mod tests {
         b.charge(1 << 20, "b").unwrap();
     }
 }
+
+/// A count of things in progress and its peak.
+#[derive(Debug, Default)]
+pub(super) struct Gauge {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Gauge {
+    /// Counts one in until the returned guard drops.
+    pub(super) fn enter(&self) -> GaugeGuard<'_> {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(n, Ordering::SeqCst);
+        GaugeGuard(self)
+    }
+
+    pub(super) fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst) as usize
+    }
+}
+
+pub(super) struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}

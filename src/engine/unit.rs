@@ -1,39 +1,62 @@
 //! One unit's lifecycle: gate, cache lookup, compute off the async
 //! threads, persist, with retries of transient storage failures.
 
+use backon::Retryable;
+
 use super::*;
 
-/// Runs one unit, with retries for transient failures.
+/// A unit's attempt that may be tried again, or an engine failure.
+enum Attempt {
+    Transient(UnitOutcome),
+    Engine(EngineError),
+}
+
+/// Runs one unit, retrying transient failures (`execution.retries` times,
+/// the crate's one backoff policy).
 pub(super) async fn run_unit(
     ctx: Arc<Ctx>,
     root: usize,
     inputs: HashMap<usize, Finished>,
+    slot: &Slot,
 ) -> Result<UnitOutcome, EngineError> {
-    let retries = ctx.pipeline.nodes[root].execution.retries;
-    let mut attempt = 0;
-    loop {
-        let out = run_unit_once(&ctx, root, &inputs).await?;
+    let retries = ctx.pipeline.nodes[root].execution.retries as usize;
+    let once = || async {
+        let out = run_unit_once(&ctx, root, &inputs, slot)
+            .await
+            .map_err(Attempt::Engine)?;
         let transient = out
             .nodes
             .iter()
             .any(|(_, f)| f.error.as_ref().is_some_and(|e| e.retryable));
-        if !transient || attempt >= retries {
-            for (_, f) in &out.nodes {
-                ctx.emit(Event::NodeFinished(Box::new(f.record.clone())));
-            }
-            return Ok(out);
+        if transient {
+            Err(Attempt::Transient(out))
+        } else {
+            Ok(out)
         }
-        attempt += 1;
-        let wait = std::time::Duration::from_millis(200 * (1 << attempt.min(6)));
-        tracing::warn!(node = %ctx.pipeline.nodes[root].id, attempt, wait_ms = wait.as_millis() as u64, "transient failure, retrying unit");
-        tokio::time::sleep(wait).await;
+    };
+    let node = &ctx.pipeline.nodes[root].id;
+    let out = once
+        .retry(crate::retry::UNIT.times(retries))
+        .when(|a| matches!(a, Attempt::Transient(_)) && !ctx.opts.cancel.is_cancelled())
+        .notify(|_, wait| {
+            tracing::warn!(node = %node, wait_ms = wait.as_millis() as u64, "transient failure, retrying unit");
+        })
+        .await;
+    let out = match out {
+        Ok(out) | Err(Attempt::Transient(out)) => out,
+        Err(Attempt::Engine(e)) => return Err(e),
+    };
+    for (_, f) in &out.nodes {
+        ctx.emit(Event::NodeFinished(Box::new(f.record.clone())));
     }
+    Ok(out)
 }
 
 pub(super) async fn run_unit_once(
     ctx: &Arc<Ctx>,
     root: usize,
     inputs: &HashMap<usize, Finished>,
+    slot: &Slot,
 ) -> Result<UnitOutcome, EngineError> {
     let p = &ctx.pipeline;
     let members = ctx.prep.members[&root].clone();
@@ -43,7 +66,7 @@ pub(super) async fn run_unit_once(
     // 1. Gates, in topological order.
     let mut gates: HashMap<usize, Gate> = HashMap::new();
     for &m in &members {
-        let gate = if ctx.opts.cancel.load(Ordering::SeqCst) {
+        let gate = if ctx.opts.cancel.is_cancelled() {
             Gate::Skip("cancelled")
         } else if p.nodes[m].not_connected {
             Gate::Skip("not_connected")
@@ -193,7 +216,8 @@ pub(super) async fn run_unit_once(
         if let Some(src) = &ctx.prep.sources[m] {
             match src {
                 Ok(objs) => {
-                    let metas: Vec<ObjectMeta> = objs.iter().map(|(_, o)| o.as_hashed()).collect();
+                    let metas: Vec<ObjectMeta> =
+                        objs.iter().map(|(_, o)| ObjectMeta::from(o)).collect();
                     match ingest::fetch(ctx.store.as_ref(), &ctx.opts.bucket, &metas, &ctx.files)
                         .await
                     {
@@ -230,10 +254,11 @@ pub(super) async fn run_unit_once(
     // An intermediate checkpoint's cache entry is written in the background.
     let write_parquet = root_runs && is_output;
     let write_behind = root_runs && !is_output && ctx.prep.entry[root];
-    let job = {
+    let mut job = {
         let ctx = ctx.clone();
         let running = running.clone();
         tokio::task::spawn_blocking(move || {
+            let _computing = ctx.computing.enter();
             compute(
                 &ctx,
                 root,
@@ -252,9 +277,16 @@ pub(super) async fn run_unit_once(
         .reduce(f64::min);
     let computed = match timeout {
         Some(secs) => {
-            match tokio::time::timeout(std::time::Duration::from_secs_f64(secs), job).await {
+            match tokio::time::timeout(std::time::Duration::from_secs_f64(secs), &mut job).await {
                 Ok(j) => j,
                 Err(_) => {
+                    // The computation goes on until Polars returns; it keeps
+                    // the unit's slot until then, and the run does not wait.
+                    let permit = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    tokio::spawn(async move {
+                        let _ = job.await;
+                        drop(permit);
+                    });
                     let err =
                         NodeError::new(NodeErrorKind::Timeout, format!("timed out after {secs}s"));
                     return Ok(unit.fail(ctx, err));

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod config;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod local;
@@ -25,6 +26,7 @@ mod memory;
 mod retry;
 mod s3;
 
+pub use config::{StoreConfig, StoreKind};
 pub use local::LocalStore;
 #[cfg(any(test, feature = "test-support"))]
 pub use memory::MemoryStore;
@@ -40,6 +42,17 @@ pub struct ObjectMeta {
     /// modification time in nanoseconds on disk. Used by the source hash
     /// index to skip re-reading unchanged sources.
     pub version: String,
+}
+
+/// A source object as hashed: the version the run's keys cover.
+impl From<&crate::model::SourceObject> for ObjectMeta {
+    fn from(o: &crate::model::SourceObject) -> Self {
+        ObjectMeta {
+            key: o.key.clone(),
+            size: o.size,
+            version: o.version.clone(),
+        }
+    }
 }
 
 /// Why a store call failed; says whether retrying may help.

@@ -2,50 +2,19 @@
 //!
 //! Only [`StoreError::Transient`] is retried (timeouts, throttling, refused
 //! connections, 5xx); not found, unauthorized and the rest fail at once.
-//! Exponential backoff with jitter, bounded by a total delay: the budget a
-//! storage outage may last before the run fails with the storage error.
+//! The crate's one policy ([`crate::retry`]), bounded by a total delay: the
+//! budget a storage outage may last before the run fails with the storage error.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::{ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError};
-
-/// How long and how often to retry.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
-pub struct RetryPolicy {
-    pub min_delay_ms: u64,
-    pub max_delay_ms: u64,
-    /// Total time spent waiting between attempts before giving up.
-    pub budget_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            min_delay_ms: 100,
-            max_delay_ms: 5_000,
-            budget_ms: 60_000,
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub(crate) fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.min_delay_ms))
-            .with_max_delay(Duration::from_millis(self.max_delay_ms))
-            .with_total_delay(Some(Duration::from_millis(self.budget_ms)))
-            .without_max_times()
-            .with_jitter()
-    }
-}
+pub use crate::retry::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct RetryingStore {

@@ -8,7 +8,7 @@ use mudrock_operators::did_you_mean;
 use serde_json::{Map, Value};
 
 use super::*;
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 
 impl Validator {
     pub(super) fn run(&mut self, doc: &Value) -> Option<Pipeline> {

@@ -7,7 +7,7 @@ use mudrock_operators::{ExprKind, did_you_mean, expr};
 use serde_json::Value;
 
 use super::*;
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 
 impl Validator {
     pub(super) fn edge(

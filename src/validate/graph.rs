@@ -7,7 +7,7 @@ use petgraph::graph::DiGraph;
 use serde_json::Value;
 
 use super::*;
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 
 impl Validator {
     /// Reports each cycle once, as a path `a → b → a`.

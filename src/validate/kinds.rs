@@ -6,7 +6,7 @@ use mudrock_operators::{SerdeProblem, did_you_mean, expr, read_serde_message};
 use serde_json::Value;
 
 use super::*;
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 
 /// Why a source key would leave the bucket, if it would.
 pub fn check_source_key(key: &str) -> Result<(), String> {

@@ -20,7 +20,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 use graph::known_id;
 pub use kinds::check_source_key;
 use kinds::{join_path, serde_problem};

@@ -5,7 +5,7 @@ use mudrock_operators::did_you_mean;
 use serde_json::{Map, Value};
 
 use super::*;
-use crate::pipeline::*;
+use crate::model::pipeline::*;
 
 const ID_RULE: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
 

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mudrock::artifacts::{NodeRecord, RunMeta};
 use mudrock::engine::{Engine, RunOptions, RunResult};
+use mudrock::model::{NodeRecord, RunMeta};
 use mudrock::store::{LocalStore, ObjectStore};
 use mudrock::validate::{self, Options};
 use polars::prelude::*;

@@ -81,7 +81,7 @@ fn limits_and_the_sandbox_are_configured_like_the_rest() {
 fn the_engine_section_decides_streaming() {
     use crate::engine::{RunOptions, Streaming};
     figment::Jail::expect_with(|jail| {
-        let p: crate::pipeline::Pipeline = crate::validate::validate(
+        let p: crate::model::pipeline::Pipeline = crate::validate::validate(
             serde_json::json!({"id": "p", "name": "p", "edges": [], "nodes": [
                 {"id": "a", "nodeType": "ingestion", "config": {"source": "a.csv"}}
             ]}),

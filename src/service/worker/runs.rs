@@ -1,16 +1,15 @@
-//! The run-state SQL of a worker: starting a run (attempt + 1, fenced by
-//! worker and attempt), finishing and releasing it, and node states as the
-//! engine reports them.
+//! A worker's side of a run's life: starting it (under the project's
+//! `maxConcurrentRuns`), retrying, finishing and releasing it — each move
+//! through [`runs::transition`], fenced by worker and attempt — and node
+//! states as the engine reports them.
 
 use super::*;
+use crate::service::runs::{self, Fence, Move};
 
 impl Worker {
     /// Moves the run to `running` with the next attempt, unless it is
     /// finished, cancelled, or its project is at `maxConcurrentRuns`.
     pub(super) async fn start_run(&self, run_id: Uuid, job_id: &str) -> Result<Start, DbError> {
-        // Timestamps below use clock_timestamp(), not now(): now() is when
-        // this transaction began, possibly before it waited for the project
-        // lock, which would date a start before the previous run's end.
         let mut tx = self.pool.begin().await?;
         // The job: Queued (claimed) → Running, in the same commit.
         apalis_postgres::queries::lock_tasks(&mut *tx, &[job_id.to_string()], &self.id).await?;
@@ -37,13 +36,7 @@ impl Worker {
             return Ok(Start::Finished(row.status));
         }
         if row.cancel_requested {
-            sqlx::query(
-                "UPDATE pipeline_runs SET status = 'cancelled', finished_at = greatest(clock_timestamp(), started_at)
-                 WHERE id = $1",
-            )
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
+            runs::transition(&mut tx, run_id, Move::Cancel).await?;
             tx.commit().await?;
             return Ok(Start::Finished(RunStatus::Cancelled));
         }
@@ -61,25 +54,11 @@ impl Worker {
                 return Ok(Start::Defer);
             }
         }
-        let attempt: i32 = sqlx::query_scalar(
-            "UPDATE pipeline_runs SET status = 'running', attempt = attempt + 1,
-                    started_at = coalesce(started_at, clock_timestamp()), heartbeat_at = now(),
-                    worker_id = $2, error = NULL
-             WHERE id = $1 RETURNING attempt",
-        )
-        .bind(run_id)
-        .bind(&self.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        // Node states start over with every attempt.
-        sqlx::query(
-            "UPDATE node_runs SET status = 'pending', reason = NULL, cache_key = NULL, cache_hit = false,
-                    rows = NULL, bytes = NULL, started_at = NULL, finished_at = NULL, error = NULL
-             WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
+        let Some(attempt) =
+            runs::transition(&mut tx, run_id, Move::Start { worker: &self.id }).await?
+        else {
+            return Ok(Start::Missing);
+        };
         // A row per node from the start, so a client sees the whole run.
         let node_ids: Vec<&str> = row.definition["nodes"]
             .as_array()
@@ -104,17 +83,12 @@ impl Worker {
         attempt: i32,
         note: &str,
     ) -> Result<Option<i32>, DbError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE pipeline_runs SET attempt = attempt + 1, error = $4, heartbeat_at = now()
-             WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'
-             RETURNING attempt",
-        )
-        .bind(run_id)
-        .bind(&self.id)
-        .bind(attempt)
-        .bind(note)
-        .fetch_optional(&self.pool)
-        .await?)
+        let mut conn = self.pool.acquire().await?;
+        let fence = Fence {
+            worker: &self.id,
+            attempt,
+        };
+        runs::transition(&mut conn, run_id, Move::Retry { fence, note }).await
     }
 
     /// Writes the run's end, fenced: only the worker and attempt that hold
@@ -138,23 +112,21 @@ impl Worker {
         let error_ref = &error;
         let r = self
             .db_forever("finish run", || async move {
-                let n = sqlx::query(
-                    "UPDATE pipeline_runs SET status = $4::run_status, error = $5,
-                            finished_at = greatest(clock_timestamp(), started_at), heartbeat_at = now()
-                     WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'",
-                )
-                .bind(run_id)
-                .bind(&self.id)
-                .bind(attempt)
-                .bind(status)
-                .bind(error_ref)
-                .execute(&self.pool)
-                .await?;
-                Ok(n.rows_affected())
+                let mut conn = self.pool.acquire().await?;
+                let fence = Fence {
+                    worker: &self.id,
+                    attempt,
+                };
+                let change = Move::Finish {
+                    fence,
+                    status,
+                    error: error_ref.as_deref(),
+                };
+                runs::transition(&mut conn, run_id, change).await
             })
             .await;
         match r {
-            Ok(1) => {
+            Ok(Some(_)) => {
                 tracing::info!(worker = %self.id, run_id = %run_id, attempt, status = name, "run finished");
                 JobOutcome::Done {
                     ok: status == RunStatus::Succeeded,
@@ -176,24 +148,20 @@ impl Worker {
     pub(super) async fn release(&self, run_id: Uuid, attempt: i32) -> JobOutcome {
         let r = self
             .db_forever("release run", || async move {
-                sqlx::query(
-                    "UPDATE pipeline_runs SET status = 'queued', worker_id = NULL
-                     WHERE id = $1 AND worker_id = $2 AND attempt = $3 AND status = 'running'",
-                )
-                .bind(run_id)
-                .bind(&self.id)
-                .bind(attempt)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let mut conn = self.pool.acquire().await?;
+                let fence = Fence {
+                    worker: &self.id,
+                    attempt,
+                };
+                runs::transition(&mut conn, run_id, Move::Release { fence }).await
             })
             .await;
         match r {
-            Ok(()) => {
+            Ok(Some(_)) => {
                 tracing::info!(worker = %self.id, run_id = %run_id, "run handed back to the queue");
                 JobOutcome::Release
             }
-            Err(_) => JobOutcome::Lost,
+            Ok(None) | Err(_) => JobOutcome::Lost,
         }
     }
 

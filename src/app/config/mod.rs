@@ -57,11 +57,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-mod sections;
 #[cfg(test)]
 mod tests;
 
-pub use sections::{EngineConfig, StoreConfig, StoreKind, WorkerConfig};
+pub use crate::engine::EngineConfig;
+pub use crate::service::worker::{WorkerConfig, WorkerSettings};
+pub use crate::store::{StoreConfig, StoreKind};
 
 use crate::store::{LocalStore, ObjectStore, RetryingStore, S3Store, StoreError};
 
@@ -118,38 +119,7 @@ impl Config {
 
     /// The bucket of a project; local runs without one use `local`.
     pub fn bucket(&self, project: Option<&str>) -> String {
-        format!("{}{}", self.store.bucket_prefix, project.unwrap_or("local"))
-    }
-
-    /// Creates the bucket of a new project (idempotent). Project ids become
-    /// part of a bucket name, so they must be lowercase letters, digits and
-    /// dashes (UUIDs are).
-    pub async fn create_project_bucket(
-        &self,
-        store: &dyn ObjectStore,
-        project_id: &str,
-    ) -> Result<String, StoreError> {
-        let ok = !project_id.is_empty()
-            && project_id
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-            && !project_id.starts_with('-');
-        let bucket = self.bucket(Some(project_id));
-        if !ok {
-            return Err(StoreError::InvalidKey {
-                key: bucket,
-                reason: format!(
-                    "project id \"{project_id}\" must be lowercase letters, digits and dashes"
-                ),
-            });
-        }
-        store.create_bucket(&bucket).await.map_err(|e| match e {
-            StoreError::Other(m) => StoreError::Other(format!(
-                "cannot create the bucket of project {project_id}: {m}"
-            )),
-            other => other,
-        })?;
-        Ok(bucket)
+        self.store.bucket(project)
     }
 
     /// Where the engine writes Parquet before handing it to the store: for
@@ -187,5 +157,17 @@ impl Config {
                 Arc::new(RetryingStore::new(s3, self.store.retry))
             }
         })
+    }
+}
+
+/// What a worker needs of the configuration.
+impl From<Config> for WorkerSettings {
+    fn from(c: Config) -> Self {
+        WorkerSettings {
+            worker: c.worker,
+            engine: c.engine,
+            store: c.store,
+            limits: c.limits,
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! `migrations/`, embedded in the binary) and the check every daemon makes
 //! before starting, so none runs against a database that is behind.
 
+use backon::Retryable;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
@@ -105,26 +106,21 @@ pub async fn migrate(pool: &PgPool) -> Result<Applied, DbError> {
     // tests, two deployments on one server) can collide on them with
     // "tuple concurrently updated". The failed migration was rolled back
     // as a whole, so running it again is safe.
-    let mut tries = 0;
-    loop {
+    let run = || async {
         // A connection of its own, closed after a failure: sqlx's migrator
         // holds a session advisory lock that a failed run does not release,
         // and a pooled connection would keep it (and block the retry).
         let mut conn = pool.acquire().await?.detach();
-        match MIGRATOR.run(&mut conn).await {
-            Ok(()) => break,
-            Err(sqlx::migrate::MigrateError::ExecuteMigration(e, _))
-                if tries < 5
-                    && e.as_database_error()
-                        .and_then(|d| d.code())
-                        .is_some_and(|c| c == "XX000" || c == "40001" || c == "40P01") =>
-            {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+        MIGRATOR.run(&mut conn).await.map_err(DbError::from)
+    };
+    run.retry(crate::retry::MIGRATION.times(5))
+        .when(|e| {
+            matches!(e, DbError::Migrate(sqlx::migrate::MigrateError::ExecuteMigration(e, _))
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "XX000" || c == "40001" || c == "40P01"))
+        })
+        .await?;
     let queue_before = applied(pool, "apalis._sqlx_migrations").await?;
     apalis_postgres::PostgresStorage::setup(pool).await?;
     let queue = apalis_postgres::PostgresStorage::migrations()
@@ -155,52 +151,6 @@ async fn applied(pool: &PgPool, table: &'static str) -> Result<Vec<i64>, DbError
         _ => "SELECT version FROM apalis._sqlx_migrations WHERE success ORDER BY version",
     };
     Ok(sqlx::query_scalar(sql).fetch_all(pool).await?)
-}
-
-/// A saved pipeline version.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct SavedVersion {
-    pub id: uuid::Uuid,
-    pub revision: i32,
-    pub definition_hash: String,
-}
-
-/// Saves a pipeline's definition: the pipeline row takes it, and an
-/// immutable version (next revision, blake3 of the canonical definition)
-/// is appended. Runs in the caller's transaction and role, so RLS decides
-/// whether the caller may.
-pub async fn save_pipeline_version(
-    conn: &mut sqlx::PgConnection,
-    pipeline_id: uuid::Uuid,
-    version: &str,
-    definition: &serde_json::Value,
-    created_by: Option<uuid::Uuid>,
-) -> Result<SavedVersion, DbError> {
-    let hash = crate::cache::definition_hash(definition);
-    // Locks the pipeline so concurrent saves take consecutive revisions.
-    let updated = sqlx::query(
-        "UPDATE pipelines SET dag_definition = $2, version = $3, updated_at = now() WHERE id = $1",
-    )
-    .bind(pipeline_id)
-    .bind(definition)
-    .bind(version)
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Err(DbError::Query(sqlx::Error::RowNotFound));
-    }
-    Ok(sqlx::query_as(
-        "INSERT INTO pipeline_versions (pipeline_id, revision, version, dag_definition, definition_hash, created_by)
-         SELECT $1, coalesce(max(revision), 0) + 1, $2, $3, $4, $5 FROM pipeline_versions WHERE pipeline_id = $1
-         RETURNING id, revision, definition_hash",
-    )
-    .bind(pipeline_id)
-    .bind(version)
-    .bind(definition)
-    .bind(&hash)
-    .bind(created_by)
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 /// Refuses a database that lacks migrations this binary has (or has ones it
@@ -234,74 +184,4 @@ pub async fn check_current(pool: &PgPool) -> Result<(), DbError> {
         });
     }
     Ok(())
-}
-
-/// Creates a project (the creator becomes its owner) and its bucket, with
-/// the folder markers the layout needs. The row is committed only once
-/// the bucket exists, so a bucket that cannot be made leaves no project
-/// behind; an existing bucket is fine (idempotent).
-pub async fn create_project(
-    pool: &PgPool,
-    config: &crate::config::Config,
-    store: &dyn crate::store::ObjectStore,
-    name: &str,
-    owner: uuid::Uuid,
-    settings: &serde_json::Value,
-) -> Result<uuid::Uuid, ProjectError> {
-    let mut tx = pool.begin().await?;
-    let id: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO projects (name, owner_id, settings) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(name)
-    .bind(owner)
-    .bind(settings)
-    .fetch_one(&mut *tx)
-    .await?;
-    config
-        .create_project_bucket(store, &id.to_string())
-        .await
-        .map_err(ProjectError::Bucket)?;
-    tx.commit().await?;
-    Ok(id)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
-    #[error("cannot create the project's bucket: {0}")]
-    Bucket(#[source] crate::store::StoreError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<sqlx::Error> for ProjectError {
-    fn from(e: sqlx::Error) -> Self {
-        ProjectError::Db(DbError::Query(e))
-    }
-}
-
-/// Creates or updates the pipeline `id` of `project` from a document and
-/// saves it as a new immutable version (an unchanged definition still
-/// gets one: saving is an explicit act). Returns the version.
-pub async fn save_pipeline(
-    pool: &PgPool,
-    project: uuid::Uuid,
-    id: uuid::Uuid,
-    name: &str,
-    version: &str,
-    definition: &serde_json::Value,
-    created_by: Option<uuid::Uuid>,
-) -> Result<SavedVersion, DbError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO pipelines (id, project_id, name) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
-    )
-    .bind(id)
-    .bind(project)
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
-    let saved = save_pipeline_version(&mut tx, id, version, definition, created_by).await?;
-    tx.commit().await?;
-    Ok(saved)
 }

@@ -21,12 +21,12 @@
 //! the run's commit marker first and writes it last, and caches what the
 //! dead attempt finished, so exactly one complete artifact set results.
 
+mod config;
 mod job;
 mod runs;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,16 +39,16 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::artifacts::{NodeStatus, RunStatus, Trigger};
-use crate::config::Config;
-pub use crate::config::WorkerConfig;
-use crate::db::{self, DbError};
 use crate::engine::{Engine, Event, RunOptions};
 use crate::error::Fault;
-use crate::queue::{QUEUE, RunJob};
+use crate::model::{NodeStatus, RunStatus, Trigger};
+use crate::service::db::{self, DbError};
+use crate::service::queue::{QUEUE, RunJob};
 use crate::validate;
+pub use config::{WorkerConfig, WorkerSettings};
 use runs::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,15 +68,9 @@ impl WorkerError {
     }
 }
 
-/// Flags of a run this worker holds.
-#[derive(Clone, Default)]
-struct Held {
-    /// Shared with the engine: stop between nodes.
-    cancel: Arc<AtomicBool>,
-    /// Set with `cancel` at shutdown: hand the run back instead of
-    /// finishing it `cancelled`.
-    release: Arc<AtomicBool>,
-}
+/// A run this worker holds: its cancellation token, shared with the
+/// engine (stop between nodes), a child of the worker's `handback` token.
+type Held = CancellationToken;
 
 /// What became of a claimed job.
 enum JobOutcome {
@@ -96,14 +90,36 @@ enum JobOutcome {
 pub struct Worker {
     pool: PgPool,
     engine: Engine,
-    config: Arc<Config>,
+    config: Arc<WorkerSettings>,
     id: String,
     ctx: WorkerContext,
     held: Arc<Mutex<HashMap<Uuid, Held>>>,
+    /// Cancelled when the shutdown grace period ends: every held run stops
+    /// at its next node boundary and goes back to the queue instead of
+    /// finishing `cancelled`.
+    handback: CancellationToken,
+    /// Times the loop looked for work (free slots or not).
+    claim_rounds: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What a worker is doing, for health checks and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// Runs held, each with whether it has been asked to stop.
+    pub held: Vec<(Uuid, bool)>,
+    /// Times the loop looked for work; a round with no free slot counts.
+    pub claim_rounds: u64,
+    /// The shutdown grace period is over: held runs go back to the queue.
+    pub handing_back: bool,
 }
 
 impl Worker {
-    pub fn new(pool: PgPool, engine: Engine, config: Config, id: Option<String>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        engine: Engine,
+        config: impl Into<WorkerSettings>,
+        id: Option<String>,
+    ) -> Self {
         let id = id.unwrap_or_else(|| {
             let host = gethostname::gethostname().to_string_lossy().into_owned();
             let tag = Uuid::now_v7().simple().to_string();
@@ -112,10 +128,12 @@ impl Worker {
         Worker {
             pool,
             engine,
-            config: Arc::new(config),
+            config: Arc::new(config.into()),
             ctx: WorkerContext::new(&id),
             id,
             held: Arc::default(),
+            handback: CancellationToken::new(),
+            claim_rounds: Arc::default(),
         }
     }
 
@@ -155,8 +173,7 @@ impl Worker {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        self.db_with(what, self.backoff().with_total_delay(None), f)
-            .await
+        self.db_with(what, self.wc().retry.forever(), f).await
     }
 
     async fn db_with<T, F, Fut>(
@@ -230,10 +247,7 @@ impl Worker {
                     }
                     released = true;
                     tracing::info!(worker = %self.id, running = jobs.len(), "grace period over, handing runs back to the queue");
-                    for h in self.held.lock().unwrap().values() {
-                        h.release.store(true, Ordering::SeqCst);
-                        h.cancel.store(true, Ordering::SeqCst);
-                    }
+                    self.handback.cancel();
                     deadline.as_mut().reset(tokio::time::Instant::now() + self.wc().lease());
                 }
                 _ = heartbeat.tick() => self.heartbeat().await,
@@ -297,19 +311,12 @@ impl Worker {
             }
             let ids: Vec<Uuid> = self.held.lock().unwrap().keys().copied().collect();
             if !ids.is_empty() {
-                let cancels: Vec<(Uuid, bool)> = sqlx::query_as(
-                    "UPDATE pipeline_runs SET heartbeat_at = now()
-                     WHERE id = ANY($1) AND worker_id = $2 AND status = 'running'
-                     RETURNING id, cancel_requested",
-                )
-                .bind(&ids)
-                .bind(&self.id)
-                .fetch_all(&mut *conn)
-                .await?;
+                let cancels = crate::service::runs::heartbeat(&mut conn, &self.id, &ids).await?;
                 let held = self.held.lock().unwrap();
                 for (id, cancel) in cancels {
                     if cancel && let Some(h) = held.get(&id) {
-                        if !h.cancel.swap(true, Ordering::SeqCst) {
+                        if !h.is_cancelled() {
+                            h.cancel();
                             tracing::info!(worker = %self.id, run_id = %id, "cancellation requested, stopping between nodes");
                         }
                     }
@@ -323,7 +330,26 @@ impl Worker {
         }
     }
 
+    /// What this worker is doing now.
+    pub fn status(&self) -> WorkerStatus {
+        let mut held: Vec<(Uuid, bool)> = self
+            .held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, t)| (*id, t.is_cancelled()))
+            .collect();
+        held.sort();
+        WorkerStatus {
+            held,
+            claim_rounds: self.claim_rounds.load(std::sync::atomic::Ordering::SeqCst),
+            handing_back: self.handback.is_cancelled(),
+        }
+    }
+
     async fn claim(&self, jobs: &mut JoinSet<()>) {
+        self.claim_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let free = self.wc().concurrency.max(1).saturating_sub(jobs.len());
         if free == 0 {
             return;

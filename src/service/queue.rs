@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
-use crate::artifacts::{NodeStatus, RunStatus};
-use crate::db::DbError;
+use crate::service::db::DbError;
 
 /// The apalis queue (job type) runs go through. Named explicitly: apalis'
 /// default is the Rust type path, which a rename would silently change.
@@ -216,86 +215,4 @@ async fn find_existing(
         .await;
     }
     Ok(None)
-}
-
-/// Asks a run to stop. A queued run is cancelled at once; a running one
-/// stops between nodes when its worker next looks (every heartbeat).
-/// Returns false when the run is already finished or does not exist.
-pub async fn request_cancel(conn: &mut PgConnection, run_id: Uuid) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await?;
-    let status: Option<RunStatus> =
-        sqlx::query_scalar("SELECT status FROM pipeline_runs WHERE id = $1 FOR UPDATE")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let done = match status {
-        Some(RunStatus::Queued) => {
-            sqlx::query(
-                "UPDATE pipeline_runs SET cancel_requested = true, status = 'cancelled',
-                        finished_at = now() WHERE id = $1",
-            )
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-            true
-        }
-        Some(RunStatus::Running) => {
-            sqlx::query("UPDATE pipeline_runs SET cancel_requested = true WHERE id = $1")
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
-            true
-        }
-        _ => false,
-    };
-    tx.commit().await?;
-    Ok(done)
-}
-
-/// A run row as a client watching progress sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunRow {
-    pub id: Uuid,
-    pub pipeline_id: Uuid,
-    pub project_id: Uuid,
-    pub pipeline_version_id: Uuid,
-    pub status: RunStatus,
-    pub attempt: i32,
-    pub error: Option<String>,
-    pub worker_id: Option<String>,
-    pub cancel_requested: bool,
-    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-pub async fn get_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<RunRow>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT id, pipeline_id, project_id, pipeline_version_id, status, attempt,
-                error, worker_id, cancel_requested, started_at, finished_at
-         FROM pipeline_runs WHERE id = $1",
-    )
-    .bind(run_id)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-/// A node's state in `node_runs`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct NodeRow {
-    pub node_id: String,
-    pub status: NodeStatus,
-    pub reason: Option<String>,
-    pub cache_hit: bool,
-    pub rows: Option<i64>,
-    pub error: Option<String>,
-}
-
-pub async fn node_states(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<NodeRow>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT node_id, status, reason, cache_hit, rows, error
-         FROM node_runs WHERE run_id = $1 ORDER BY node_id",
-    )
-    .bind(run_id)
-    .fetch_all(&mut *conn)
-    .await?)
 }

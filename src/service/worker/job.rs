@@ -48,7 +48,8 @@ impl Worker {
                     .db("defer job", || async move {
                         sqlx::query(
                             "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL,
-                                    run_at = now() + make_interval(secs => $3)
+                                    run_at = now() + make_interval(secs => $3),
+                                    last_result = '{\"Err\": \"deferred: the project is at maxConcurrentRuns\"}'
                              WHERE id = $1 AND lock_by = $2",
                         )
                         .bind(job_ref)
@@ -143,7 +144,7 @@ impl Worker {
                     .await;
             }
         };
-        let held = Held::default();
+        let held: Held = self.handback.child_token();
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
         let mut backoff = self.backoff().build();
@@ -151,7 +152,7 @@ impl Worker {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
             let opts = RunOptions {
-                bucket: self.config.bucket(Some(&row.project_id.to_string())),
+                bucket: self.config.store.bucket(Some(&row.project_id.to_string())),
                 project_id: row.project_id.to_string(),
                 pipeline_id: row.pipeline_id.to_string(),
                 run_id: run_id.to_string(),
@@ -166,19 +167,18 @@ impl Worker {
                 streaming: self.config.engine.streaming,
                 streaming_above_bytes: self.config.engine.streaming_above_bytes(),
                 events: Some(tx),
-                cancel: held.cancel.clone(),
+                cancel: held.clone(),
                 limits: self.config.engine.limits(),
             };
             let res = self.engine.run(pipeline.clone(), opts).await;
             let _ = writer.await;
             match res {
                 Ok(r) => {
-                    if held.release.load(Ordering::SeqCst) && r.meta.status == RunStatus::Cancelled
-                    {
+                    if self.handback.is_cancelled() && r.meta.status == RunStatus::Cancelled {
                         // The engine committed a `cancelled` run; the run
                         // is not over, so its folder must not look done.
                         let marker = format!("{}metadata.json", r.run_prefix);
-                        let bucket = self.config.bucket(Some(&row.project_id.to_string()));
+                        let bucket = self.config.store.bucket(Some(&row.project_id.to_string()));
                         if let Err(e) = self.engine.store().delete(&bucket, &marker).await {
                             tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot remove the commit marker of a handed-back run");
                         }
@@ -191,7 +191,7 @@ impl Worker {
                 Err(e) => {
                     let retry = e.is_retryable()
                         && (attempt as u32) < self.wc().max_attempts
-                        && !held.cancel.load(Ordering::SeqCst);
+                        && !held.is_cancelled();
                     let delay = if retry { backoff.next() } else { None };
                     let Some(delay) = delay else {
                         let fault = e.fault();
@@ -205,7 +205,11 @@ impl Worker {
                         "attempt {attempt} failed: {e}; retrying in {} ms",
                         delay.as_millis()
                     );
-                    tokio::time::sleep(delay).await;
+                    // A cancellation during the wait is seen by the next attempt's gates.
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = held.cancelled() => {}
+                    }
                     match self
                         .db("next attempt", || self.next_attempt(run_id, attempt, &note))
                         .await

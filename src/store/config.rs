@@ -1,0 +1,76 @@
+//! `[store]` in the configuration: which store, where, the bucket naming
+//! (`{bucket_prefix}{project}`) and the retry policy for transient errors.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectStore, RetryPolicy, S3Config, StoreError};
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub dir: PathBuf,
+    pub bucket_prefix: String,
+    pub s3: S3Config,
+    pub retry: RetryPolicy,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Local,
+            dir: PathBuf::from("mudrock-data"),
+            bucket_prefix: "project-".into(),
+            s3: S3Config::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The bucket of a project; local runs without one use `local`.
+    pub fn bucket(&self, project: Option<&str>) -> String {
+        format!("{}{}", self.bucket_prefix, project.unwrap_or("local"))
+    }
+
+    /// Creates the bucket of a new project (idempotent). Project ids become
+    /// part of a bucket name, so they must be lowercase letters, digits and
+    /// dashes (UUIDs are).
+    pub async fn create_project_bucket(
+        &self,
+        store: &dyn ObjectStore,
+        project_id: &str,
+    ) -> Result<String, StoreError> {
+        let ok = !project_id.is_empty()
+            && project_id
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            && !project_id.starts_with('-');
+        let bucket = self.bucket(Some(project_id));
+        if !ok {
+            return Err(StoreError::InvalidKey {
+                key: bucket,
+                reason: format!(
+                    "project id \"{project_id}\" must be lowercase letters, digits and dashes"
+                ),
+            });
+        }
+        store.create_bucket(&bucket).await.map_err(|e| match e {
+            StoreError::Other(m) => StoreError::Other(format!(
+                "cannot create the bucket of project {project_id}: {m}"
+            )),
+            other => other,
+        })?;
+        Ok(bucket)
+    }
+}
