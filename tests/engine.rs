@@ -951,7 +951,9 @@ async fn a_timed_out_unit_keeps_its_slot_until_its_computation_ends() {
             ),
             output("quick", "report"),
         ],
-        vec![json!({"id": "e", "sourceNodeId": "cross", "targetNodeId": "report", "edgeType": "error"})],
+        vec![
+            json!({"id": "e", "sourceNodeId": "cross", "targetNodeId": "report", "edgeType": "error"}),
+        ],
     );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let r = env
@@ -972,7 +974,10 @@ async fn a_timed_out_unit_keeps_its_slot_until_its_computation_ends() {
     let pos = |s: &str| order.iter().position(|e| e == s).unwrap();
     assert!(pos("end cross") < pos("start quick"), "{order:?}");
     // The report never computed beside the abandoned cross join.
-    assert_eq!(r.peak_computing, 1, "units computing at once with concurrency 1");
+    assert_eq!(
+        r.peak_computing, 1,
+        "units computing at once with concurrency 1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,15 +12,20 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+
+mod error;
+mod io;
+
+use error::etag;
+pub use error::map_sdk_error;
+use io::{S3Reader, S3Writer};
 
 use super::{
     ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError, check_bucket,
@@ -138,97 +143,6 @@ impl S3Store {
             .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
         Ok(body.into_bytes())
     }
-}
-
-/// A GET whose body is read as it arrives (the SDK's chunks), never
-/// gathered whole.
-struct S3Reader {
-    meta: ObjectMeta,
-    body: ByteStream,
-    bucket: String,
-}
-
-#[async_trait]
-impl ObjectReader for S3Reader {
-    fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        match self.body.next().await {
-            None => Ok(None),
-            Some(Ok(b)) => Ok(Some(b)),
-            Some(Err(e)) => Err(StoreError::Transient(format!(
-                "{}/{}: reading body: {e}",
-                self.bucket, self.meta.key
-            ))),
-        }
-    }
-}
-
-/// The one place SDK errors become store errors: not found, unauthorized,
-/// transient (throttling, timeouts, connection failures, 5xx), other.
-pub fn map_sdk_error<E>(bucket: &str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = e.code().map(str::to_string);
-    let msg = format!("{bucket}/{key}: {}", describe(&e));
-    match (&e, status, code.as_deref()) {
-        (_, _, Some("NoSuchBucket")) => StoreError::NoSuchBucket(bucket.into()),
-        (_, _, Some("NoSuchKey" | "NotFound")) | (_, Some(404), _) => StoreError::NotFound {
-            bucket: bucket.into(),
-            key: key.into(),
-        },
-        (_, Some(401 | 403), _)
-        | (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
-            StoreError::Unauthorized {
-                bucket: bucket.into(),
-                key: key.into(),
-            }
-        }
-        (
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_),
-            _,
-            _,
-        ) => StoreError::Transient(msg),
-        (_, Some(408 | 429 | 500..=599), _)
-        | (_, _, Some("SlowDown" | "RequestTimeout" | "ServiceUnavailable")) => {
-            StoreError::Transient(msg)
-        }
-        _ => StoreError::Other(msg),
-    }
-}
-
-fn describe<E: std::error::Error + ProvideErrorMetadata + 'static>(
-    e: &SdkError<E, HttpResponse>,
-) -> String {
-    match e {
-        SdkError::ServiceError(s) => {
-            let err = s.err();
-            match (err.code(), err.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_string(),
-                _ => err.to_string(),
-            }
-        }
-        other => {
-            // The SDK's Display is terse ("dispatch failure"); add the source.
-            let mut s = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(e) = src {
-                s.push_str(": ");
-                s.push_str(&e.to_string());
-                src = e.source();
-            }
-            s
-        }
-    }
-}
-
-fn etag(e: Option<&str>) -> String {
-    e.unwrap_or_default().trim_matches('"').to_string()
 }
 
 #[async_trait]
@@ -485,127 +399,4 @@ fn urlencode_key(key: &str) -> String {
         }
     }
     out
-}
-
-/// Multipart upload: parts go out as the buffer fills; a small object is a
-/// single PUT at `finish`. Nothing is visible until completion.
-struct S3Writer {
-    client: Client,
-    bucket: String,
-    key: String,
-    part_size: usize,
-    buf: BytesMut,
-    upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
-    written: u64,
-}
-
-impl S3Writer {
-    fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(
-        &self,
-        e: SdkError<E, HttpResponse>,
-    ) -> StoreError {
-        map_sdk_error(&self.bucket, &self.key, e)
-    }
-
-    async fn upload_part(&mut self, data: Bytes) -> Result<()> {
-        if self.upload_id.is_none() {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
-            self.upload_id = out.upload_id().map(str::to_string);
-        }
-        let number = self.parts.len() as i32 + 1;
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(self.upload_id.clone().unwrap_or_default())
-            .part_number(number)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
-        self.parts.push(
-            CompletedPart::builder()
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .part_number(number)
-                .build(),
-        );
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ObjectWriter for S3Writer {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.written += chunk.len() as u64;
-        self.buf.extend_from_slice(&chunk);
-        while self.buf.len() >= self.part_size {
-            let part = self.buf.split_to(self.part_size).freeze();
-            self.upload_part(part).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
-        let rest = self.buf.split().freeze();
-        let Some(upload_id) = self.upload_id.clone() else {
-            let out = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .body(ByteStream::from(rest))
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
-            return Ok(ObjectMeta {
-                key: self.key.clone(),
-                size: self.written,
-                version: etag(out.e_tag()),
-            });
-        };
-        if !rest.is_empty() {
-            self.upload_part(rest).await?;
-        }
-        let done = CompletedMultipartUpload::builder()
-            .set_parts(Some(std::mem::take(&mut self.parts)))
-            .build();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .multipart_upload(done)
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(ObjectMeta {
-            key: self.key.clone(),
-            size: self.written,
-            version: etag(out.e_tag()),
-        })
-    }
-
-    async fn abort(self: Box<Self>) -> Result<()> {
-        if let Some(id) = &self.upload_id {
-            self.client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(id)
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
 }

@@ -6,18 +6,22 @@
 //! on the local store the objects themselves, on S3 copies streamed into
 //! the run's scratch directory while they are hashed ([`SourceFiles`]).
 
-use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use globset::GlobBuilder;
 use polars::prelude::*;
-use tokio::sync::OnceCell;
 
 use crate::error::{NodeError, NodeErrorKind};
 use crate::model::pipeline::{Format, IngestionConfig};
-use crate::store::{Downloaded, ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
+
+mod files;
+mod schema;
+
+pub use files::{SourceFiles, fetch};
+pub use schema::parquet_schema;
 
 fn is_glob(key: &str) -> bool {
     key.contains(['*', '?', '[', '{'])
@@ -130,129 +134,6 @@ impl SourceData {
             SourceData::Schema(_) => Ok(Vec::new()),
         }
     }
-}
-
-/// Remote sources copied into the run's scratch directory, once per run.
-///
-/// On a store without local paths (S3), a source is streamed into a file
-/// while it is hashed; the unit that reads it scans that file. So hashing
-/// and scanning read the same bytes, the object is downloaded once, never
-/// held whole in memory, and Polars scans it in place with pushdown and,
-/// on the streaming engine, bounded memory. On the local store the object
-/// itself is the file.
-pub struct SourceFiles {
-    dir: PathBuf,
-    files: Mutex<HashMap<String, Arc<OnceCell<(Downloaded, PathBuf)>>>>,
-    /// Every download is charged to the run's scratch budget first.
-    budget: Arc<super::scratch::ScratchBudget>,
-}
-
-impl SourceFiles {
-    /// Files go under `dir` (created on the first download).
-    pub fn new(dir: PathBuf, budget: Arc<super::scratch::ScratchBudget>) -> Self {
-        SourceFiles {
-            dir,
-            files: Mutex::new(HashMap::new()),
-            budget,
-        }
-    }
-
-    /// The object's file in the scratch directory, downloaded (and
-    /// hashed) the first time any caller asks for it.
-    async fn download(
-        &self,
-        store: &dyn ObjectStore,
-        bucket: &str,
-        meta: &ObjectMeta,
-    ) -> Result<(Downloaded, PathBuf), StoreError> {
-        let key = meta.key.as_str();
-        let (cell, n) = {
-            let mut files = self.files.lock().unwrap();
-            let n = files.len();
-            (files.entry(key.to_string()).or_default().clone(), n)
-        };
-        let got = cell
-            .get_or_try_init(|| async {
-                // Charged at the size listed: a source is never larger
-                // than that and still the version the run keyed.
-                self.budget
-                    .charge(meta.size, &format!("source \"{key}\""))
-                    .map_err(StoreError::Other)?;
-                tokio::fs::create_dir_all(&self.dir).await.map_err(|e| {
-                    StoreError::Other(format!("scratch dir {}: {e}", self.dir.display()))
-                })?;
-                // A counter keeps names apart; the object's own name stays
-                // at the end for whoever looks in the scratch directory.
-                let name = key.rsplit('/').next().unwrap_or("source");
-                let path = self.dir.join(format!("{n:04}-{name}"));
-                let d = crate::store::download(store, bucket, key, Some(&path)).await?;
-                tracing::debug!(key, bytes = d.meta.size, path = %path.display(), "source downloaded");
-                Ok::<_, StoreError>((d, path))
-            })
-            .await?;
-        Ok(got.clone())
-    }
-
-    /// Hashes a source: in place on the local store, else while
-    /// downloading it. Returns the object as read and its blake3.
-    pub async fn hash(
-        &self,
-        store: &dyn ObjectStore,
-        bucket: &str,
-        meta: &ObjectMeta,
-    ) -> Result<(ObjectMeta, String), StoreError> {
-        if store.local_path(bucket, &meta.key).is_some() {
-            let h = crate::cache::hash_object(store, bucket, &meta.key).await?;
-            return Ok((meta.clone(), h));
-        }
-        let (d, _) = self.download(store, bucket, meta).await?;
-        Ok((d.meta, d.blake3))
-    }
-
-    /// A local file with the source's bytes. Fails when the object read
-    /// is not the version the run's cache keys were computed from (it was
-    /// replaced during the run): its results would be filed under the old
-    /// content's key. Retrying the unit cannot help; a new run can.
-    pub async fn path(
-        &self,
-        store: &dyn ObjectStore,
-        bucket: &str,
-        hashed: &ObjectMeta,
-    ) -> Result<PathBuf, NodeError> {
-        if let Some(p) = store.local_path(bucket, &hashed.key) {
-            return Ok(p);
-        }
-        let (d, path) = self
-            .download(store, bucket, hashed)
-            .await
-            .map_err(NodeError::storage)?;
-        if d.meta.version != hashed.version {
-            return Err(NodeError::new(
-                NodeErrorKind::Storage,
-                format!(
-                    "source \"{}\" changed while the run read it (version {} became {}); run again to use the new version",
-                    hashed.key, hashed.version, d.meta.version
-                ),
-            ));
-        }
-        Ok(path)
-    }
-}
-
-/// Local files with the sources' data: the objects themselves on the
-/// local store, else copies in the run's scratch directory. `objects` are
-/// as hashed (their version is the one the keys cover).
-pub async fn fetch(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    objects: &[ObjectMeta],
-    files: &SourceFiles,
-) -> Result<SourceData, NodeError> {
-    let mut paths = Vec::with_capacity(objects.len());
-    for o in objects {
-        paths.push(files.path(store, bucket, o).await?);
-    }
-    Ok(SourceData::Paths(paths))
 }
 
 fn overrides(cfg: &IngestionConfig) -> Option<Schema> {
@@ -369,79 +250,4 @@ pub fn culprit(
         }
     }
     None
-}
-
-/// The schema of a Parquet object from its footer alone: two ranged reads
-/// (the 8-byte tail, then the metadata), never the data.
-pub async fn parquet_schema(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    meta: &ObjectMeta,
-) -> Result<Schema, NodeError> {
-    let bad = |m: String| NodeError::new(NodeErrorKind::Data, format!("{}: {m}", meta.key));
-    let size = meta.size;
-    if size < 12 {
-        return Err(bad("not a Parquet file (too small)".into()));
-    }
-    let tail = store
-        .get_range(bucket, &meta.key, size - 8..size)
-        .await
-        .map_err(NodeError::storage)?;
-    if &tail[4..] != b"PAR1" {
-        return Err(bad("not a Parquet file (no PAR1 footer)".into()));
-    }
-    let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
-    if len + 12 > size {
-        return Err(bad("corrupt Parquet footer length".into()));
-    }
-    let footer = store
-        .get_range(bucket, &meta.key, size - 8 - len..size - 8)
-        .await
-        .map_err(NodeError::storage)?;
-    let md = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
-        .map_err(|e| bad(e.to_string()))?;
-    let fm = md.file_metadata();
-    let arrow = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-        .map_err(|e| bad(e.to_string()))?;
-    arrow
-        .fields()
-        .iter()
-        .map(|f| polars_type(f.data_type()).map(|dt| Field::new(f.name().as_str().into(), dt)))
-        .collect::<Option<Schema>>()
-        .ok_or_else(|| bad("a column type is not supported for planning".into()))
-}
-
-/// Polars' type for an Arrow type, for the types mudrock handles.
-fn polars_type(dt: &arrow_schema::DataType) -> Option<DataType> {
-    use arrow_schema::{DataType as A, TimeUnit as U};
-    let unit = |u: &U| match u {
-        U::Second | U::Millisecond => TimeUnit::Milliseconds,
-        U::Microsecond => TimeUnit::Microseconds,
-        U::Nanosecond => TimeUnit::Nanoseconds,
-    };
-    Some(match dt {
-        A::Boolean => DataType::Boolean,
-        A::Int8 => DataType::Int8,
-        A::Int16 => DataType::Int16,
-        A::Int32 => DataType::Int32,
-        A::Int64 => DataType::Int64,
-        A::UInt8 => DataType::UInt8,
-        A::UInt16 => DataType::UInt16,
-        A::UInt32 => DataType::UInt32,
-        A::UInt64 => DataType::UInt64,
-        A::Float16 | A::Float32 => DataType::Float32,
-        A::Float64 => DataType::Float64,
-        A::Utf8 | A::LargeUtf8 | A::Utf8View => DataType::String,
-        A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => DataType::Binary,
-        A::Date32 => DataType::Date,
-        A::Date64 => DataType::Datetime(TimeUnit::Milliseconds, None),
-        A::Timestamp(u, _) => DataType::Datetime(unit(u), None),
-        A::Time32(_) | A::Time64(_) => DataType::Time,
-        A::Duration(u) => DataType::Duration(unit(u)),
-        A::Null => DataType::Null,
-        A::List(f) | A::LargeList(f) | A::ListView(f) | A::LargeListView(f) => {
-            DataType::List(Box::new(polars_type(f.data_type())?))
-        }
-        _ => return None,
-    })
 }

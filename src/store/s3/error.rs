@@ -1,0 +1,72 @@
+//! The one place SDK errors become [`StoreError`]s, and ETags become
+//! object versions.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use crate::store::StoreError;
+
+/// The one place SDK errors become store errors: not found, unauthorized,
+/// transient (throttling, timeouts, connection failures, 5xx), other.
+pub fn map_sdk_error<E>(bucket: &str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().map(str::to_string);
+    let msg = format!("{bucket}/{key}: {}", describe(&e));
+    match (&e, status, code.as_deref()) {
+        (_, _, Some("NoSuchBucket")) => StoreError::NoSuchBucket(bucket.into()),
+        (_, _, Some("NoSuchKey" | "NotFound")) | (_, Some(404), _) => StoreError::NotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        },
+        (_, Some(401 | 403), _)
+        | (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
+            StoreError::Unauthorized {
+                bucket: bucket.into(),
+                key: key.into(),
+            }
+        }
+        (
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_),
+            _,
+            _,
+        ) => StoreError::Transient(msg),
+        (_, Some(408 | 429 | 500..=599), _)
+        | (_, _, Some("SlowDown" | "RequestTimeout" | "ServiceUnavailable")) => {
+            StoreError::Transient(msg)
+        }
+        _ => StoreError::Other(msg),
+    }
+}
+
+fn describe<E: std::error::Error + ProvideErrorMetadata + 'static>(
+    e: &SdkError<E, HttpResponse>,
+) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            match (err.code(), err.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                _ => err.to_string(),
+            }
+        }
+        other => {
+            // The SDK's Display is terse ("dispatch failure"); add the source.
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(": ");
+                s.push_str(&e.to_string());
+                src = e.source();
+            }
+            s
+        }
+    }
+}
+
+pub(super) fn etag(e: Option<&str>) -> String {
+    e.unwrap_or_default().trim_matches('"').to_string()
+}
