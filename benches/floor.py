@@ -25,6 +25,10 @@ products; kept in --work for later runs), then per pipeline:
   run ... --streaming`, `mudrock run --streaming always`) instead of each
   side's default (the floor in memory; mudrock streams row-wise units and
   runs the rest in memory);
+- with --before BIN, also "before": another `mudrock` binary (built from
+  an earlier commit, e.g. before a refactoring) timed cold in the same
+  alternation, its outputs checked against the floor's too: before/after
+  from one harness run on the same data;
 - cached: `mudrock run` again on a store where the pipeline already ran
   (every node a cache hit), --reps times; median and its ratio to the
   floor's cold median.
@@ -110,6 +114,8 @@ def main():
                     help="both sides on Polars' streaming engine")
     ap.add_argument("--fixed", action="store_true",
                     help="also time the floor with mudrock's fixed-order float sums (joins)")
+    ap.add_argument("--before", type=Path,
+                    help="also time this mudrock binary cold (an earlier build), side by side")
     a = ap.parse_args()
 
     mudrock, floor = binaries(not a.no_build)
@@ -125,12 +131,12 @@ def main():
     results = []
     for name in a.pipelines.split(","):
         doc = PIPELINES / f"{name}.json"
-        cold, floor_t, cached, indexed, fixed = [], [], [], [], []
+        cold, floor_t, cached, indexed, fixed, before = [], [], [], [], [], []
         rss_m, rss_f, rss_c = 0.0, 0.0, 0.0
         for rep in range(a.reps):
-            def run_mudrock():
+            def run_mudrock(binary=mudrock):
                 store = fresh_store(a.work, data, "cold")
-                t, r = timed(m_run + ["--store", store, doc], env)
+                t, r = timed([binary] + m_run[1:] + ["--store", store, doc], env)
                 if rep == 0:
                     check_same(store)
                 shutil.rmtree(store)
@@ -174,6 +180,8 @@ def main():
                 order.append(("i", run_indexed))
             if a.fixed and name in FIXED:
                 order.append(("x", run_fixed))
+            if a.before:
+                order.append(("b", lambda: run_mudrock(a.before)))
             if rep % 2:
                 order.reverse()
             for who, fn in order:
@@ -185,6 +193,8 @@ def main():
                     indexed.append(t)
                 elif who == "x":
                     fixed.append(t)
+                elif who == "b":
+                    before.append(t)
                 else:
                     floor_t.append(t)
                     rss_f = max(rss_f, r)
@@ -214,6 +224,10 @@ def main():
             res["floor_fixed_s"] = statistics.median(fixed)
             res["fixed_ratio"] = res["mudrock_cold_s"] / res["floor_fixed_s"]
             res["all"]["floor_fixed"] = fixed
+        if before:
+            res["before_cold_s"] = statistics.median(before)
+            res["before_ratio"] = res["before_cold_s"] / res["floor_s"]
+            res["all"]["before"] = before
         results.append(res)
         print(f"{name:8} floor {res['floor_s']*1000:8.0f} ms | mudrock cold {res['mudrock_cold_s']*1000:8.0f} ms "
               f"({res['cold_ratio']:.2f}x) | cached {res['mudrock_cached_s']*1000:6.0f} ms "
@@ -225,6 +239,10 @@ def main():
         if fixed:
             print(f"{'':8} floor with fixed-order float sums {res['floor_fixed_s']*1000:8.0f} ms; "
                   f"mudrock cold against it {res['fixed_ratio']:.2f}x", flush=True)
+        if before:
+            print(f"{'':8} before ({a.before.name}) cold {res['before_cold_s']*1000:8.0f} ms "
+                  f"({res['before_ratio']:.2f}x); after/before {res['mudrock_cold_s'] / res['before_cold_s']:.3f}",
+                  flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
 

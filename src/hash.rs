@@ -10,7 +10,7 @@ use serde_json::Value;
 pub(crate) const HASH_WINDOW: u64 = 64 << 20;
 
 /// blake3 of a local file, multi-threaded, through one memory-mapped window
-/// of [`HASH_WINDOW`] bytes at a time. Mapping the whole file (what
+/// of `HASH_WINDOW` bytes at a time. Mapping the whole file (what
 /// `blake3::Hasher::update_mmap_rayon` does) would put all of it in the
 /// process's resident set: a source larger than the memory budget must be
 /// hashable within it. Small files are read instead (a mapping costs more).

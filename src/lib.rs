@@ -1,10 +1,12 @@
 //! mudrock: the execution side of MudRock.
 //!
-//! A pipeline document is validated ([`validate`]) into a [`pipeline::Pipeline`],
-//! planned and run by the [`engine`] against an [`store::ObjectStore`], with a
-//! content [`cache`] and the run [`artifacts`] laid out as the storage spec
-//! says. The [`queue`] (PostgreSQL, apalis' storage) feeds [`worker`]s that
-//! run the engine for the platform.
+//! A pipeline document is validated ([`validate`]) into a
+//! [`model::pipeline::Pipeline`], planned and run by the [`engine`] against
+//! an [`store::ObjectStore`], with a content [`cache`] and the run's records
+//! ([`model`]) laid out as the storage spec says. The [`service`] layer
+//! (PostgreSQL: runs, the apalis queue, workers) runs the engine for the
+//! platform; [`app`] composes the configuration; [`cli`] is on top.
+//! Dependencies point one way: model → core → service → app/interfaces.
 
 // model: plain data.
 pub mod model;

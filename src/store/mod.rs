@@ -4,7 +4,7 @@
 //! implementations for a local directory (the embedded default: one folder
 //! per bucket) and memory (tests only: the `test-support` feature, as is
 //! the conformance suite). The S3 implementation comes with
-//! the S3 issue; [`conformance`] is the suite every implementation passes.
+//! the S3 issue; `conformance` (test-support) is the suite every implementation passes.
 //!
 //! Writes are atomic per object: a reader sees the old object, the new one,
 //! or none, never a prefix. Larger-than-memory writes go through
