@@ -1,6 +1,8 @@
 //! The run queue: a `pipeline_runs` row plus a job in apalis' PostgreSQL
 //! storage (`apalis.jobs`), always written in one transaction, so there is
-//! no run without a job and no job without a run.
+//! no run without a job and no job without a run. Both are written by the
+//! database function `mudrock_trigger_run` (migration 0003), which the
+//! CLI, the scheduler, the API and Supabase RPC all call.
 //!
 //! apalis-postgres 1.0 owns the job table, its claim function
 //! (`apalis.get_jobs`: `FOR UPDATE SKIP LOCKED`), worker heartbeats
@@ -12,7 +14,6 @@
 //! attempt, per-project limits, and surviving a database restart without
 //! the worker process giving up.
 
-use apalis_postgres::PgTask;
 use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
@@ -60,6 +61,10 @@ pub struct TriggerRequest {
     pub idempotency_key: Option<String>,
     pub schedule_id: Option<Uuid>,
     pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    /// blake3 of the request body an idempotency key came with.
+    pub request_hash: Option<String>,
+    /// A saved revision to run; the latest when `None`.
+    pub revision: Option<i32>,
 }
 
 impl TriggerRequest {
@@ -71,6 +76,8 @@ impl TriggerRequest {
             idempotency_key: None,
             schedule_id: None,
             scheduled_for: None,
+            request_hash: None,
+            revision: None,
         }
     }
 }
@@ -90,6 +97,10 @@ pub enum TriggerError {
     NoPipeline(Uuid),
     #[error("pipeline {0} has no saved version to run")]
     NoVersion(Uuid),
+    #[error("idempotency key \"{0}\" was used before with a different request")]
+    IdempotencyConflict(String),
+    #[error("not allowed to run pipeline {0}")]
+    Forbidden(Uuid),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -107,112 +118,43 @@ impl From<apalis_postgres::Error> for TriggerError {
 }
 
 /// Inserts the run row and its job in one transaction (a savepoint when
-/// `conn` is already in one). With an idempotency key that was used
-/// before, returns that run and queues nothing.
+/// `conn` is already in one), through the database function
+/// `mudrock_trigger_run` that the API and Supabase RPC call too: as the
+/// connection's role, so row-level security decides for a caller. With an
+/// idempotency key used before, returns that run and queues nothing (a
+/// different `request_hash` is a conflict).
 pub async fn trigger(
     conn: &mut PgConnection,
     req: &TriggerRequest,
 ) -> Result<Triggered, TriggerError> {
     let mut tx = conn.begin().await?;
-    if let Some(existing) = find_existing(&mut tx, req).await? {
-        return Ok(Triggered {
-            run_id: existing,
-            created: false,
-        });
-    }
-    let project: Option<Uuid> =
-        sqlx::query_scalar("SELECT project_id FROM pipelines WHERE id = $1")
-            .bind(req.pipeline_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let project = project.ok_or(TriggerError::NoPipeline(req.pipeline_id))?;
-    let version: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM pipeline_versions WHERE pipeline_id = $1 ORDER BY revision DESC LIMIT 1",
+    let row: Result<(Uuid, bool), sqlx::Error> = sqlx::query_as(
+        "SELECT run_id, created FROM mudrock_trigger_run($1, $2, $3, $4::run_trigger, $5, $6, $7, $8)",
     )
     .bind(req.pipeline_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let version = version.ok_or(TriggerError::NoVersion(req.pipeline_id))?;
-    // A concurrent trigger with the same key (or fire time) may commit
-    // between the lookup above and this insert: the unique indexes decide,
-    // and the loser returns the winner's run.
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO pipeline_runs (pipeline_id, project_id, pipeline_version_id, trigger,
-                                    requested_by, idempotency_key, schedule_id, scheduled_for)
-         VALUES ($1, $2, $3, $4::run_trigger, $5, $6, $7, $8)
-         ON CONFLICT DO NOTHING
-         RETURNING id",
-    )
-    .bind(req.pipeline_id)
-    .bind(project)
-    .bind(version)
-    .bind(req.trigger.name())
-    .bind(req.requested_by)
     .bind(&req.idempotency_key)
+    .bind(&req.request_hash)
+    .bind(req.trigger.name())
+    .bind(req.revision)
     .bind(req.schedule_id)
     .bind(req.scheduled_for)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(run_id) = inserted else {
-        drop(tx);
-        let mut tx = conn.begin().await?;
-        let existing = find_existing(&mut tx, req).await?;
-        return existing
-            .map(|run_id| Triggered {
-                run_id,
-                created: false,
-            })
-            .ok_or_else(|| TriggerError::Db(DbError::Query(sqlx::Error::RowNotFound)));
-    };
-    enqueue(&mut tx, run_id).await?;
-    tx.commit().await?;
-    Ok(Triggered {
-        run_id,
-        created: true,
-    })
-}
-
-/// Puts a job for `run_id` into apalis' table, on `conn` (in the caller's
-/// transaction). The job's idempotency key is the run id: one job per run.
-pub async fn enqueue(conn: &mut PgConnection, run_id: Uuid) -> Result<(), TriggerError> {
-    let payload = serde_json::to_vec(&RunJob { run_id })
-        .map_err(|e| TriggerError::Db(DbError::Queue(e.to_string())))?;
-    // One attempt as far as apalis' own retry is concerned: mudrock retries
-    // transient failures itself (with backoff, inside the claim) and fails
-    // pipeline errors at once. Orphan re-enqueue still hands a dead
-    // worker's job to another worker whatever this says.
-    let task: PgTask = apalis_core::task::builder::TaskBuilder::new(payload)
-        .max_attempts(1)
-        .idempotency_key(run_id.to_string())
-        .build();
-    apalis_postgres::queries::push_tasks(conn, QUEUE, vec![task]).await?;
-    Ok(())
-}
-
-async fn find_existing(
-    conn: &mut PgConnection,
-    req: &TriggerRequest,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    if let Some(key) = &req.idempotency_key {
-        let found = sqlx::query_scalar(
-            "SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND idempotency_key = $2",
-        )
-        .bind(req.pipeline_id)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if found.is_some() {
-            return Ok(found);
+    .bind(req.requested_by)
+    .fetch_one(&mut *tx)
+    .await;
+    let (run_id, created) = row.map_err(|e| {
+        let db = e.as_database_error();
+        match (db.and_then(|d| d.constraint()), db.and_then(|d| d.code())) {
+            (Some("pipeline_runs_idempotency_conflict"), _) => {
+                TriggerError::IdempotencyConflict(req.idempotency_key.clone().unwrap_or_default())
+            }
+            (Some("mudrock_trigger_pipeline_exists"), _) => {
+                TriggerError::NoPipeline(req.pipeline_id)
+            }
+            (Some("mudrock_trigger_version_exists"), _) => TriggerError::NoVersion(req.pipeline_id),
+            (_, Some(c)) if c == "42501" => TriggerError::Forbidden(req.pipeline_id),
+            _ => TriggerError::from(e),
         }
-    }
-    if let (Some(schedule), Some(at)) = (req.schedule_id, req.scheduled_for) {
-        return sqlx::query_scalar(
-            "SELECT id FROM pipeline_runs WHERE schedule_id = $1 AND scheduled_for = $2",
-        )
-        .bind(schedule)
-        .bind(at)
-        .fetch_optional(&mut *conn)
-        .await;
-    }
-    Ok(None)
+    })?;
+    tx.commit().await?;
+    Ok(Triggered { run_id, created })
 }

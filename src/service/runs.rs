@@ -8,6 +8,9 @@
 //! is `running` under the same worker and attempt ([`Fence`]), so a worker
 //! that lost its lease (another took over with the next attempt) changes
 //! nothing. Reads a client makes (run and node states) live here too.
+//! A client's cancellation of a queued run is settled in the database
+//! (`mudrock_settle_cancel`, migration 0003), so that Supabase RPC callers
+//! get the same rule without this process.
 
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
@@ -159,29 +162,16 @@ impl Move<'_> {
     }
 }
 
-/// Asks a run to stop. A queued run is cancelled at once; a running one
-/// stops between nodes when its worker next looks (every heartbeat).
-/// Returns false when the run is already finished or does not exist.
+/// Asks a run to stop, through the database function `mudrock_cancel_run`
+/// (what the API and Supabase RPC call, as the caller under row-level
+/// security): a queued run is cancelled at once (`mudrock_settle_cancel`),
+/// a running one stops between nodes when its worker next looks (every
+/// heartbeat). False when the run is finished, missing or not visible.
 pub async fn request_cancel(conn: &mut PgConnection, run_id: Uuid) -> Result<bool, DbError> {
-    let mut tx = conn.begin().await?;
-    let status: Option<RunStatus> =
-        sqlx::query_scalar("SELECT status FROM pipeline_runs WHERE id = $1 FOR UPDATE")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let done = match status {
-        Some(RunStatus::Queued) => transition(&mut tx, run_id, Move::Cancel).await?.is_some(),
-        Some(RunStatus::Running) => {
-            sqlx::query("UPDATE pipeline_runs SET cancel_requested = true WHERE id = $1")
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
-            true
-        }
-        _ => false,
-    };
-    tx.commit().await?;
-    Ok(done)
+    Ok(sqlx::query_scalar("SELECT mudrock_cancel_run($1)")
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// Refreshes the heartbeat of the runs `worker` holds (fenced by worker);
