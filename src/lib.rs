@@ -23,6 +23,7 @@ pub mod validate;
 // service: the database, the queue, workers.
 pub mod service;
 // app: configuration and wiring; interfaces on top.
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod sandbox;

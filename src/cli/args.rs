@@ -10,6 +10,9 @@ pub struct Cli {
     /// variables override it.
     #[arg(long, global = true, env = "MUDROCK_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines as text or JSON (one object per line, with request ids).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MUDROCK_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +41,33 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Show the sandbox `worker` runs in; `--try-read` tries reads inside it.
     Sandbox(SandboxArgs),
+    /// The service: the HTTP API and a worker in one process (`--roles` to
+    /// pick), until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// What this process does: api, worker (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "api,worker")]
+    pub roles: Vec<Role>,
+    /// Address to listen on (default: the config's `api.listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
 }
 
 #[derive(Args, Debug)]

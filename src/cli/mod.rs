@@ -8,6 +8,7 @@
 mod args;
 mod local;
 mod render;
+mod serve;
 mod service;
 
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ pub fn main() -> i32 {
         unsafe { std::env::set_var("RUST_MIN_STACK", (64usize << 20).to_string()) };
     }
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -100,6 +101,7 @@ pub fn main() -> i32 {
             Command::Submit(a) => submit_cmd(a, config).await,
             Command::Cancel(a) => cancel_cmd(a).await,
             Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),
+            Command::Serve(a) => serve::serve_cmd(a, config).await,
         }
     })
 }
@@ -118,15 +120,22 @@ fn sandbox_paths(cli: &Cli, config: &Config) -> Option<crate::sandbox::Paths> {
     let (config, file) = match &cli.command {
         Command::Run(a) => (effective(config.clone(), &a.store), Some(a.file.clone())),
         Command::Worker(_) | Command::Sandbox(_) => (config.clone(), None),
+        Command::Serve(_) => (config.clone(), None),
         _ => return None,
     };
     let mut write = vec![config.scratch_dir()];
     if config.store.kind == StoreKind::Local {
         write.push(config.store.dir.clone());
     }
+    // The API's token keys are read once at start, inside the sandbox.
+    let keys = [&config.api.jwt.jwks_file, &config.api.jwt.pem_file]
+        .into_iter()
+        .flatten()
+        .cloned();
     let read = config_file(cli.config.as_deref())
         .into_iter()
         .chain(file)
+        .chain(keys)
         .collect();
     Some(crate::sandbox::Paths::new(&config.sandbox, read, write))
 }
@@ -134,6 +143,7 @@ fn sandbox_paths(cli: &Cli, config: &Config) -> Option<crate::sandbox::Paths> {
 fn sandbox_cmd(a: SandboxArgs, config: &Config, given: Option<&std::path::Path>) -> i32 {
     let cli = Cli {
         config: given.map(PathBuf::from),
+        log_format: LogFormat::Text,
         command: Command::Sandbox(SandboxArgs { try_read: vec![] }),
     };
     let status = crate::sandbox::status().unwrap_or(crate::sandbox::Status::Disabled);
@@ -155,13 +165,16 @@ fn sandbox_cmd(a: SandboxArgs, config: &Config, given: Option<&std::path::Path>)
     0
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt.json().with_current_span(true).try_init(),
+    };
 }
 
 /// Reads and validates a file; prints the report; `None` when invalid.

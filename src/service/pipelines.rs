@@ -164,3 +164,162 @@ pub async fn wait_final(
         }
     }
 }
+
+/// A pipeline as the API shows it: its row and latest saved revision.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRow {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub version: String,
+    pub tags: Vec<String>,
+    /// The latest saved revision (versions are numbered from 1).
+    pub revision: Option<i32>,
+    #[schema(value_type = Object)]
+    pub definition: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const PIPELINE: &str = "SELECT p.id, p.project_id, p.name, p.description, p.version, p.tags,
+        (SELECT max(revision) FROM pipeline_versions v WHERE v.pipeline_id = p.id) AS revision,
+        p.dag_definition AS definition, p.created_at, p.updated_at FROM pipelines p";
+
+/// Creates a pipeline in `project` and saves its first version.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_in(
+    conn: &mut PgConnection,
+    project: Uuid,
+    name: &str,
+    description: Option<&str>,
+    tags: &[String],
+    version: &str,
+    definition: &serde_json::Value,
+    created_by: Option<Uuid>,
+) -> Result<(Uuid, SavedVersion), DbError> {
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO pipelines (project_id, name, description, tags) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(project)
+    .bind(name)
+    .bind(description)
+    .bind(tags)
+    .fetch_one(&mut *conn)
+    .await?;
+    let saved = save_version(conn, id, version, definition, created_by).await?;
+    Ok((id, saved))
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<PipelineRow>, DbError> {
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PIPELINE} WHERE p.id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// A project's pipelines, newest first, optionally with a tag.
+pub async fn list(
+    conn: &mut PgConnection,
+    project: Uuid,
+    tag: Option<&str>,
+    after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<PipelineRow>, DbError> {
+    let (at, after_id) = after.unzip();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{PIPELINE} WHERE p.project_id = $1 AND ($2::text IS NULL OR $2 = ANY (p.tags))
+           AND ($3::timestamptz IS NULL OR (p.created_at, p.id) < ($3, $4))
+         ORDER BY p.created_at DESC, p.id DESC LIMIT $5"
+    )))
+    .bind(project)
+    .bind(tag)
+    .bind(at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Changes name, description and tags (when given) and saves `definition`
+/// as the next version. `None` when the caller may not change the row.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<&str>,
+    tags: Option<&[String]>,
+    version: &str,
+    definition: &serde_json::Value,
+    created_by: Option<Uuid>,
+) -> Result<Option<SavedVersion>, DbError> {
+    let n = sqlx::query(
+        "UPDATE pipelines SET name = coalesce($2, name), description = coalesce($3, description),
+                tags = coalesce($4, tags), updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .bind(tags)
+    .execute(&mut *conn)
+    .await?;
+    if n.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        save_version(conn, id, version, definition, created_by).await?,
+    ))
+}
+
+/// Deletes a pipeline (its versions and runs go with it).
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
+    let n = sqlx::query("DELETE FROM pipelines WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(n.rows_affected() == 1)
+}
+
+/// One saved version.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRow {
+    pub id: Uuid,
+    pub revision: i32,
+    pub version: String,
+    pub definition_hash: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = Object)]
+    pub definition: Option<serde_json::Value>,
+}
+
+/// A pipeline's versions, newest first, without their definitions.
+pub async fn versions(conn: &mut PgConnection, pipeline: Uuid) -> Result<Vec<VersionRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, revision, version, definition_hash, created_by, created_at, NULL::jsonb AS definition
+         FROM pipeline_versions WHERE pipeline_id = $1 ORDER BY revision DESC",
+    )
+    .bind(pipeline)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// One version with its definition.
+pub async fn version(
+    conn: &mut PgConnection,
+    pipeline: Uuid,
+    revision: i32,
+) -> Result<Option<VersionRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, revision, version, definition_hash, created_by, created_at, dag_definition AS definition
+         FROM pipeline_versions WHERE pipeline_id = $1 AND revision = $2",
+    )
+    .bind(pipeline)
+    .bind(revision)
+    .fetch_optional(&mut *conn)
+    .await?)
+}

@@ -239,3 +239,74 @@ pub async fn node_states(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<No
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// A run in a list.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunListRow {
+    pub id: Uuid,
+    pub pipeline_id: Uuid,
+    pub project_id: Uuid,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
+    pub trigger: String,
+    pub attempt: i32,
+    pub error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub requested_by: Option<Uuid>,
+    pub queued_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub pipeline: Option<Uuid>,
+    pub project: Option<Uuid>,
+    pub status: Option<RunStatus>,
+    pub trigger: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Runs, newest first, after `(queued_at, id)`.
+pub async fn list(
+    conn: &mut PgConnection,
+    f: &RunFilter,
+    after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<RunListRow>, DbError> {
+    let (at, after_id) = after.unzip();
+    Ok(sqlx::query_as(
+        "SELECT id, pipeline_id, project_id, status, trigger::text AS trigger, attempt, error,
+                idempotency_key, requested_by, queued_at, started_at, finished_at
+         FROM pipeline_runs
+         WHERE ($1::uuid IS NULL OR pipeline_id = $1) AND ($2::uuid IS NULL OR project_id = $2)
+           AND ($3::run_status IS NULL OR status = $3) AND ($4::text IS NULL OR trigger::text = $4)
+           AND ($5::text IS NULL OR idempotency_key = $5)
+           AND ($6::timestamptz IS NULL OR (queued_at, id) < ($6, $7))
+         ORDER BY queued_at DESC, id DESC LIMIT $8",
+    )
+    .bind(f.pipeline)
+    .bind(f.project)
+    .bind(f.status)
+    .bind(&f.trigger)
+    .bind(&f.idempotency_key)
+    .bind(at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A run with its node states as JSON (`mudrock_run_status`, what Supabase
+/// RPC callers get too); `None` when missing or not visible.
+pub async fn status_json(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<serde_json::Value>, DbError> {
+    Ok(sqlx::query_scalar("SELECT mudrock_run_status($1)")
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await?)
+}

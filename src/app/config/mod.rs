@@ -48,6 +48,16 @@
 //! min_delay_ms = 500
 //! max_delay_ms = 30000
 //! budget_ms = 300000
+//! [api]                      # `mudrock serve` (see api/config.rs)
+//! listen = "127.0.0.1:8080"
+//! max_body_kb = 2048
+//! request_timeout_secs = 30
+//! max_page = 100
+//! max_preview_rows = 1000
+//! rate_limit_per_minute = 0  # per user; 0 = off
+//! [api.jwt]
+//! hs256_secret = "..."       # and/or jwks_file / pem_file (ES256, RS256)
+//! audience = ["authenticated"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -74,6 +84,7 @@ pub struct Config {
     pub limits: crate::limits::DocLimits,
     pub sandbox: crate::sandbox::SandboxConfig,
     pub worker: WorkerConfig,
+    pub api: crate::api::config::ApiConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +121,7 @@ impl Config {
                 // `STORE.S3.ENDPOINT`.
                 .filter(|k| {
                     let section = k.as_str().split('.').next().unwrap_or("");
-                    ["store", "engine", "limits", "sandbox", "worker"]
+                    ["store", "engine", "limits", "sandbox", "worker", "api"]
                         .iter()
                         .any(|s| section.eq_ignore_ascii_case(s))
                 }),
@@ -166,6 +177,17 @@ impl From<Config> for WorkerSettings {
         WorkerSettings {
             worker: c.worker,
             engine: c.engine,
+            store: c.store,
+            limits: c.limits,
+        }
+    }
+}
+
+/// What the API needs of the configuration.
+impl From<Config> for crate::api::ApiSettings {
+    fn from(c: Config) -> Self {
+        crate::api::ApiSettings {
+            api: c.api,
             store: c.store,
             limits: c.limits,
         }

@@ -1,0 +1,169 @@
+//! The HTTP API (`/v1`, JSON) the platform drives mudrock with: projects,
+//! permissions, pipelines and runs, plus health and the OpenAPI document.
+//!
+//! [`app`] builds the router from an [`AppState`] (tests drive it
+//! in-process); [`serve`] puts it on a socket with graceful shutdown.
+//! Every request that touches data runs in one transaction as the caller
+//! (role `authenticated`, claims in `request.jwt.claims`), so PostgreSQL's
+//! row-level security is the one place that decides who may do what.
+//! Handlers are thin: the SQL lives in `service`, shared with the CLI.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+mod health;
+pub mod page;
+mod permissions;
+mod pipelines;
+mod projects;
+mod runs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use sqlx::PgPool;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::store::{ObjectStore, StoreConfig};
+pub use auth::{Authenticator, Caller};
+pub use error::{ApiError, ApiResult};
+
+/// What the API reads of the configuration: its own section, the store's
+/// bucket naming and the document limits pipelines are validated with.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    pub api: config::ApiConfig,
+    pub store: StoreConfig,
+    pub limits: crate::limits::DocLimits,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub store: Arc<dyn ObjectStore>,
+    pub config: Arc<ApiSettings>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    pub fn new(
+        pool: PgPool,
+        store: Arc<dyn ObjectStore>,
+        settings: impl Into<ApiSettings>,
+    ) -> Result<Self, String> {
+        let config: ApiSettings = settings.into();
+        let auth = Authenticator::from_config(&config.api.jwt)?;
+        Ok(AppState {
+            pool,
+            store,
+            config: Arc::new(config),
+            auth: Arc::new(auth),
+        })
+    }
+
+    /// The bucket of a project.
+    pub fn bucket(&self, project: uuid::Uuid) -> String {
+        self.config.store.bucket(Some(&project.to_string()))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "mudrock API", description = "Projects, pipelines and runs of MudRock's execution side. \
+        Every call but the health checks needs `Authorization: Bearer <JWT>` (Supabase claims); \
+        row-level security in PostgreSQL decides what the caller may see and do."),
+    modifiers(&BearerAuth),
+    tags((name = "projects"), (name = "permissions"), (name = "pipelines"), (name = "runs"), (name = "health"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(projects::routes())
+        .merge(permissions::routes())
+        .merge(pipelines::routes())
+        .merge(runs::routes())
+        .merge(health::routes())
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The API's router.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = &state.config.api;
+    let timeout = Duration::from_secs(api.request_timeout_secs.max(1));
+    let body = (api.max_body_kb as usize).saturating_mul(1024);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/docs", axum::routing::get(health::docs_page))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then
+/// stops accepting and drains the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

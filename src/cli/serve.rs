@@ -1,0 +1,81 @@
+//! `mudrock serve`: the HTTP API and a worker in one process (or either,
+//! with `--roles`), sharing the database pool and the store. SIGTERM or
+//! SIGINT stops both gracefully: the API stops accepting and drains its
+//! requests, the worker stops claiming and finishes or hands back runs.
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::service::{connect_current, shutdown_signal};
+use super::*;
+
+pub(super) async fn serve_cmd(a: ServeArgs, mut config: Config) -> i32 {
+    if let Some(l) = a.listen {
+        config.api.listen = l;
+    }
+    let pool = match connect_current(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match open(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let stop = CancellationToken::new();
+    let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+    if a.roles.contains(&Role::Api) {
+        let state = match crate::api::AppState::new(pool.clone(), store.clone(), config.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(&config.api.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", config.api.listen);
+                return 3;
+            }
+        };
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            crate::api::serve(listener, state, stop.cancelled_owned())
+                .await
+                .map_err(|e| format!("api: {e}"))
+        });
+    }
+    if a.roles.contains(&Role::Worker) {
+        let worker =
+            crate::service::worker::Worker::new(pool, config.engine(store), config.clone(), None);
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            worker
+                .run(stop.cancelled_owned())
+                .await
+                .map_err(|e| format!("worker: {e}"))
+        });
+    }
+    if tasks.is_empty() {
+        eprintln!("error: --roles names nothing to run");
+        return 2;
+    }
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        }
+    });
+    let mut code = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) | Err(e) = r.map_err(|e| e.to_string()) {
+            eprintln!("error: {e}");
+            code = 3;
+            // One role failing stops the others.
+            stop.cancel();
+        }
+    }
+    code
+}
