@@ -1,0 +1,505 @@
+//! The HTTP API on a real PostgreSQL: tokens (every defect is a 401 with
+//! mudrock's message), row-level security through the API for owner,
+//! editor, viewer and stranger, Idempotency-Key, the bad-input catalogue,
+//! and one session over a real socket.
+
+mod api_support;
+
+use api_support::*;
+use axum::http::{Method, StatusCode};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+#[sqlx::test(migrations = false)]
+async fn every_token_defect_is_a_401_with_its_reason(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let api = Api::new(&opts).await;
+    let user = Uuid::now_v7();
+    let now = chrono::Utc::now().timestamp();
+    let wrong_key = EncodingKey::from_secret(b"another-secret-that-is-long-enough-for-it");
+    // `alg: none`, built by hand: header.claims. (empty signature)
+    let b64 = |v: &Value| {
+        use std::fmt::Write;
+        let s = v.to_string();
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let bytes = s.as_bytes();
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..=chunk.len() {
+                let _ = write!(
+                    out,
+                    "{}",
+                    table[((n >> (18 - 6 * i)) & 63) as usize] as char
+                );
+            }
+        }
+        out
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(user, json!({})))
+    );
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("missing", None, "missing Authorization: Bearer <token>"),
+        ("garbage", Some("not-a-jwt".into()), "malformed token"),
+        ("alg none", Some(none), "malformed token"),
+        (
+            "expired",
+            Some(token(user, json!({"exp": now - 60}))),
+            "token has expired",
+        ),
+        (
+            "not yet valid",
+            Some(token(user, json!({"nbf": now + 600}))),
+            "token is not valid yet",
+        ),
+        (
+            "wrong signature",
+            Some(sign(Algorithm::HS256, &wrong_key, None, user, json!({}))),
+            "token signature does not verify",
+        ),
+        (
+            "wrong audience",
+            Some(token(user, json!({"aud": "other"}))),
+            "token is for another audience",
+        ),
+        (
+            "no exp",
+            Some(token(user, json!({"exp": null}))),
+            "token lacks a required claim (exp, sub, aud)",
+        ),
+        (
+            "anon role",
+            Some(token(user, json!({"role": "anon"}))),
+            "token role must be \"authenticated\"",
+        ),
+        (
+            "sub not a user id",
+            Some(token(user, json!({"sub": "someone"}))),
+            "token subject is not a user id",
+        ),
+        (
+            "unknown kid",
+            Some(rs256(user, "rsa-2")),
+            "token is signed with an algorithm or key this server does not accept",
+        ),
+    ];
+    assert!(cases.len() >= 10);
+    for (name, tok, message) in &cases {
+        let (status, body) = api
+            .call(Method::GET, "/v1/projects", tok.as_deref(), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{name}");
+        assert_eq!(body["error"]["message"], *message, "{name}");
+    }
+    // A header that is not "Bearer <token>".
+    let req = axum::http::Request::builder()
+        .uri("/v1/projects")
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, body) = api.send(req).await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some("Authorization must be \"Bearer <token>\"")
+        )
+    );
+
+    // The three accepted kinds of key: HS256 secret, ES256 PEM, RS256 JWKS.
+    for (name, tok) in [
+        ("hs256", token(user, json!({}))),
+        ("es256", es256(user)),
+        ("rs256", rs256(user, "rsa-1")),
+    ] {
+        let (status, body) = api
+            .call(Method::GET, "/v1/projects", Some(&tok), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+}
+
+/// Who is who in the RLS tests.
+struct Team {
+    owner: String,
+    editor: String,
+    viewer: String,
+    stranger: String,
+    project: Uuid,
+    pipeline: Uuid,
+}
+
+async fn team(api: &Api) -> Team {
+    let (owner_id, editor_id, viewer_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let owner = token(owner_id, json!({}));
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&owner),
+            Some(json!({"name": "team", "settings": {"maxConcurrentRuns": 2}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    assert_eq!(p["role"], "owner");
+    let project: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    for (user, role) in [(editor_id, "editor"), (viewer_id, "viewer")] {
+        let (status, body) = api
+            .call(
+                Method::POST,
+                &format!("/v1/projects/{project}/permissions"),
+                Some(&owner),
+                Some(json!({"userId": user, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, pl) = api
+        .call(
+            Method::POST,
+            &format!("/v1/projects/{project}/pipelines"),
+            Some(&owner),
+            Some(json!({"definition": pipeline_doc(), "tags": ["daily"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pl}");
+    Team {
+        owner,
+        editor: token(editor_id, json!({})),
+        viewer: token(viewer_id, json!({})),
+        stranger: token(Uuid::now_v7(), json!({})),
+        project,
+        pipeline: pl["id"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn row_level_security_decides_every_endpoint(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let api = Api::new(&opts).await;
+    let t = team(&api).await;
+    let (p, pl) = (t.project, t.pipeline);
+    // (what, method, path, body, [owner, editor, viewer, stranger])
+    let doc = json!({"definition": pipeline_doc()});
+    let cases: Vec<(&str, Method, String, Option<Value>, [u16; 4])> = vec![
+        (
+            "get project",
+            Method::GET,
+            format!("/v1/projects/{p}"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "list pipelines",
+            Method::GET,
+            format!("/v1/projects/{p}/pipelines"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "get pipeline",
+            Method::GET,
+            format!("/v1/pipelines/{pl}"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "versions",
+            Method::GET,
+            format!("/v1/pipelines/{pl}/versions"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "permissions",
+            Method::GET,
+            format!("/v1/projects/{p}/permissions"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "rename project",
+            Method::PATCH,
+            format!("/v1/projects/{p}"),
+            Some(json!({"description": "d"})),
+            [200, 200, 403, 404],
+        ),
+        (
+            "save pipeline",
+            Method::PUT,
+            format!("/v1/pipelines/{pl}"),
+            Some(doc.clone()),
+            [200, 200, 403, 404],
+        ),
+        (
+            "create pipeline",
+            Method::POST,
+            format!("/v1/projects/{p}/pipelines"),
+            Some(doc.clone()),
+            [201, 201, 403, 404],
+        ),
+        (
+            "trigger",
+            Method::POST,
+            format!("/v1/pipelines/{pl}/runs"),
+            None,
+            [202, 202, 403, 404],
+        ),
+        (
+            "list runs",
+            Method::GET,
+            format!("/v1/pipelines/{pl}/runs"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "project runs",
+            Method::GET,
+            format!("/v1/projects/{p}/runs"),
+            None,
+            [200, 200, 200, 404],
+        ),
+        (
+            "grant",
+            Method::POST,
+            format!("/v1/projects/{p}/permissions"),
+            Some(json!({"userId": Uuid::now_v7(), "role": "viewer"})),
+            [201, 403, 403, 404],
+        ),
+    ];
+    let tokens = [&t.owner, &t.editor, &t.viewer, &t.stranger];
+    let who = ["owner", "editor", "viewer", "stranger"];
+    let mut failures = Vec::new();
+    for (what, method, path, body, expect) in &cases {
+        for i in (0..4).rev() {
+            let (status, got) = api
+                .call(method.clone(), path, Some(tokens[i]), body.clone())
+                .await;
+            if status.as_u16() != expect[i] {
+                failures.push(format!(
+                    "{what} as {}: expected {}, got {status} {got}",
+                    who[i], expect[i]
+                ));
+            }
+            if status.is_client_error() {
+                let code = got["error"]["code"].as_str().unwrap_or("");
+                let want = if status == StatusCode::NOT_FOUND {
+                    "not_found"
+                } else {
+                    "forbidden"
+                };
+                if code != want {
+                    failures.push(format!("{what} as {}: code {code}", who[i]));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A run to cancel: viewers may not, editors may.
+    let (_, run) = api
+        .call(
+            Method::POST,
+            &format!("/v1/pipelines/{pl}/runs"),
+            Some(&t.editor),
+            None,
+        )
+        .await;
+    let run = run["runId"].as_str().unwrap().to_string();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            Some(&t.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            Some(&t.stranger),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            Some(&t.editor),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("cancelled")),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{run}/cancel"),
+            Some(&t.editor),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("run_finished"))
+    );
+
+    // Deleting is the owner's alone; the last owner cannot be removed.
+    let owner_id = claims_sub(&t.owner);
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/projects/{p}/permissions/{owner_id}"),
+            Some(&t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_owner")),
+        "{body}"
+    );
+    for (tok, expect) in [
+        (&t.stranger, 404),
+        (&t.viewer, 403),
+        (&t.editor, 403),
+        (&t.owner, 204),
+    ] {
+        let (status, _) = api
+            .call(
+                Method::DELETE,
+                &format!("/v1/pipelines/{pl}"),
+                Some(tok),
+                None,
+            )
+            .await;
+        assert_eq!(status.as_u16(), expect);
+    }
+}
+
+fn claims_sub(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = decode_b64url(payload);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    v["sub"].as_str().unwrap().to_string()
+}
+
+fn decode_b64url(s: &str) -> Vec<u8> {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let v = table.iter().position(|&t| t == c).unwrap() as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    out
+}
+
+/// The database refuses a viewer's write by itself: the same insert the
+/// trigger makes, issued as the viewer with no API code around it.
+#[sqlx::test(migrations = false)]
+async fn a_viewer_s_write_is_refused_by_the_database_itself(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let api = Api::new(&opts).await;
+    let t = team(&api).await;
+    let viewer: Uuid = claims_sub(&t.viewer).parse().unwrap();
+    let caller = mudrock::api::Caller {
+        user: viewer,
+        claims: claims(viewer, json!({})),
+    };
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &caller)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT * FROM mudrock_trigger_run($1)")
+        .bind(t.pipeline)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("42501")
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_idempotency_key_returns_the_same_run_and_a_different_body_conflicts(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let api = Api::new(&opts).await;
+    let t = team(&api).await;
+    let path = format!("/v1/pipelines/{}/runs", t.pipeline);
+    let keyed = |body: Option<Value>| {
+        let mut r = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(&path)
+            .header("authorization", format!("Bearer {}", t.editor))
+            .header("idempotency-key", "nightly-2026-12-02");
+        let body = match body {
+            Some(b) => {
+                r = r.header("content-type", "application/json");
+                axum::body::Body::from(b.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        r.body(body).unwrap()
+    };
+    let (s1, first) = api.send(keyed(None)).await;
+    let (s2, again) = api.send(keyed(Some(json!({})))).await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED),
+        "{first} {again}"
+    );
+    assert_eq!(first["runId"], again["runId"], "an empty body is {{}}");
+    assert_eq!(
+        (first["created"].as_bool(), again["created"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let (s3, conflict) = api.send(keyed(Some(json!({"revision": 1})))).await;
+    assert_eq!(
+        (s3, conflict["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("idempotency_conflict"))
+    );
+    // Looked up by its key.
+    let (s4, found) = api
+        .call(
+            Method::GET,
+            &format!("{path}?idempotencyKey=nightly-2026-12-02"),
+            Some(&t.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s4, StatusCode::OK);
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    assert_eq!(found["items"][0]["id"], first["runId"]);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "one run, one job");
+}

@@ -1,0 +1,178 @@
+//! Shared by the API tests: a migrated database, a local store, the router
+//! with an HS256 secret (plus the test-only ES256/RS256 keys in
+//! tests/data/jwt), tokens for any user, and requests driven in-process.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use mudrock::api::{ApiSettings, AppState};
+use mudrock::store::{LocalStore, ObjectStore};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt");
+
+pub struct Api {
+    pub router: Router,
+    pub pool: PgPool,
+    pub store: Arc<dyn ObjectStore>,
+    pub settings: ApiSettings,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn settings(dir: &std::path::Path) -> ApiSettings {
+    let mut s = ApiSettings::default();
+    s.store.dir = dir.to_path_buf();
+    s.api.jwt.hs256_secret = Some(SECRET.into());
+    s.api.jwt.pem_file = Some(format!("{DATA}/ec-public.pem").into());
+    s.api.jwt.jwks_file = Some(format!("{DATA}/jwks.json").into());
+    s
+}
+
+impl Api {
+    pub async fn new(opts: &PgConnectOptions) -> Api {
+        Self::with(opts, |_| {}).await
+    }
+
+    pub async fn with(opts: &PgConnectOptions, tweak: impl FnOnce(&mut ApiSettings)) -> Api {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.clone())
+            .await
+            .unwrap();
+        mudrock::service::db::migrate(&pool).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+        let mut settings = settings(dir.path());
+        tweak(&mut settings);
+        let state = AppState::new(pool.clone(), store.clone(), settings.clone()).unwrap();
+        Api {
+            router: mudrock::api::app(state),
+            pool,
+            store,
+            settings,
+            dir,
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when
+    /// the body is empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// A valid token for `user`, with `extra` claims merged over the defaults.
+pub fn token(user: Uuid, extra: Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        None,
+        user,
+        extra,
+    )
+}
+
+pub fn claims(user: Uuid, extra: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut c = json!({"sub": user.to_string(), "role": "authenticated", "aud": "authenticated",
+                       "exp": now + 600, "iat": now});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(&k);
+        } else {
+            c[k] = v;
+        }
+    }
+    c
+}
+
+pub fn sign(
+    alg: Algorithm,
+    key: &EncodingKey,
+    kid: Option<&str>,
+    user: Uuid,
+    extra: Value,
+) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_string);
+    encode(&h, &claims(user, extra), key).unwrap()
+}
+
+pub fn es256(user: Uuid) -> String {
+    let pem = std::fs::read(format!("{DATA}/ec-private.pem")).unwrap();
+    sign(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(&pem).unwrap(),
+        None,
+        user,
+        json!({}),
+    )
+}
+
+pub fn rs256(user: Uuid, kid: &str) -> String {
+    let pem = std::fs::read(format!("{DATA}/rsa-private.pem")).unwrap();
+    sign(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(&pem).unwrap(),
+        Some(kid),
+        user,
+        json!({}),
+    )
+}
+
+/// A pipeline over `in/data.csv` with two outputs.
+pub fn pipeline_doc() -> Value {
+    json!({
+        "id": "small", "name": "small",
+        "nodes": [
+            {"id": "src", "nodeType": "ingestion", "config": {"source": "in/data.csv"}},
+            {"id": "big", "nodeType": "operator", "config": {"operator": "filter", "predicate": "amount > 10"},
+             "dependencies": ["src"]},
+            {"id": "agg", "nodeType": "operator", "config": {"operator": "aggregate", "by": ["region"],
+             "aggregations": [{"name": "total", "expr": "sum(amount)"}]}, "dependencies": ["big"]},
+            {"id": "out", "nodeType": "output", "config": {"format": "parquet"}, "dependencies": ["agg"]}
+        ],
+        "edges": []
+    })
+}
+
+pub const CSV: &str = "region,amount\nnorth,5\nnorth,20\nsouth,30\nsouth,40\n";
