@@ -137,6 +137,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/docs", axum::routing::get(health::docs_page))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .with_state(state)
         .layer(DefaultBodyLimit::max(body))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
