@@ -1,0 +1,187 @@
+//! The API over a real socket, end to end with a worker in the process:
+//! create a project, put its data, create a pipeline, trigger, watch the
+//! run reach `succeeded`, list its artifacts and read its metadata; health,
+//! readiness and the OpenAPI document on the way.
+
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use mudrock::api::AppState;
+use mudrock::engine::Engine;
+use mudrock::service::worker::{Worker, WorkerSettings};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+#[sqlx::test(migrations = false)]
+async fn a_pipeline_goes_from_creation_to_artifacts_over_http(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let api = Api::new(&opts).await;
+    let state = AppState::new(api.pool.clone(), api.store.clone(), api.settings.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(mudrock::api::serve(
+        listener,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut ws = WorkerSettings::default();
+    ws.store = api.settings.store.clone();
+    ws.worker.poll_ms = 50;
+    ws.worker.heartbeat_ms = 100;
+    let worker = Worker::new(
+        api.pool.clone(),
+        Engine::new(api.store.clone()),
+        ws,
+        Some("w1".into()),
+    );
+    let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+
+    let http = reqwest::Client::new();
+    let user = Uuid::now_v7();
+    let auth = format!("Bearer {}", token(user, json!({})));
+    let get = |path: String| {
+        let http = http.clone();
+        let auth = auth.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let id = r
+                .headers()
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, r.json::<Value>().await.unwrap_or(Value::Null), id)
+        }
+    };
+    let post = |path: String, body: Value| {
+        let http = http.clone();
+        let auth = auth.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .header("authorization", auth)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // Health, readiness and the API's own description.
+    let (status, body, request_id) = get("/healthz".into()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert!(
+        request_id.is_some_and(|id| id.len() == 36),
+        "every response names its request"
+    );
+    let (status, body, _) = get("/readyz".into()).await;
+    assert_eq!(
+        (status, body["database"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+    let (status, doc, _) = get("/openapi.json".into()).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/projects",
+        "/v1/pipelines/{id}/runs",
+        "/v1/runs/{id}/cancel",
+        "/v1/projects/{id}/permissions",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+
+    // Project, data, pipeline, run.
+    let (status, project) = post("/v1/projects".into(), json!({"name": "sales"})).await;
+    assert_eq!(status, 201, "{project}");
+    let project: Uuid = project["id"].as_str().unwrap().parse().unwrap();
+    let bucket = api.settings.store.bucket(Some(&project.to_string()));
+    api.store
+        .put(&bucket, "in/data.csv", CSV.as_bytes().to_vec().into())
+        .await
+        .unwrap();
+    let (status, pipeline) = post(
+        format!("/v1/projects/{project}/pipelines"),
+        json!({"definition": pipeline_doc()}),
+    )
+    .await;
+    assert_eq!(status, 201, "{pipeline}");
+    let pipeline = pipeline["id"].as_str().unwrap().to_string();
+    let (status, t) = post(format!("/v1/pipelines/{pipeline}/runs"), json!({})).await;
+    assert_eq!(status, 202, "{t}");
+    let run = t["runId"].as_str().unwrap().to_string();
+    assert_eq!(t["links"]["self"], format!("/v1/runs/{run}"));
+
+    let start = Instant::now();
+    let done = loop {
+        let (_, r, _) = get(format!("/v1/runs/{run}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not finish: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let nodes: Vec<(&str, &str)> = done["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["nodeId"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("agg", "succeeded"),
+            ("big", "succeeded"),
+            ("out", "succeeded"),
+            ("src", "succeeded")
+        ]
+    );
+
+    let (status, files, _) = get(format!("/v1/runs/{run}/artifacts")).await;
+    assert_eq!(status, 200);
+    let keys: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    for k in [
+        "metadata.json",
+        "lineage.json",
+        "outputs/out/data.parquet",
+        "outputs/out/schema.json",
+    ] {
+        assert!(keys.contains(&k), "{k} in {keys:?}");
+    }
+    let (status, meta, _) = get(format!("/v1/runs/{run}/metadata.json")).await;
+    assert_eq!((status, meta["status"].as_str()), (200, Some("succeeded")));
+    let (status, list, _) = get(format!("/v1/projects/{project}/runs?status=succeeded")).await;
+    assert_eq!(
+        (status, list["items"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    worker.await.unwrap().unwrap();
+}
