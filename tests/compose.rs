@@ -42,7 +42,7 @@ fn normalized() -> Value {
 fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
     let c = normalized();
     let services = c["services"].as_object().unwrap();
-    for s in ["postgres", "minio", "seed", "migrate", "worker", "example"] {
+    for s in ["postgres", "minio", "seed", "migrate", "worker", "serve", "example"] {
         assert!(services.contains_key(s), "service {s}");
     }
     assert!(
@@ -126,6 +126,27 @@ fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
         assert!(cfg.store.s3.force_path_style);
         Ok(())
     });
+
+    // `serve` runs the API and a worker on the same store and database,
+    // listening where its port is published, with a usable token secret.
+    let serve = &c["services"]["serve"];
+    assert_eq!(serve["ports"][0]["target"].as_u64().or_else(|| serve["ports"][0].as_str().and_then(|p| p.rsplit(':').next()?.parse().ok())), Some(8080), "{}", serve["ports"]);
+    assert_eq!(serve["depends_on"]["migrate"]["condition"], "service_completed_successfully");
+    let serve_env = serve["environment"].as_object().unwrap().clone();
+    for (k, v) in &env {
+        assert_eq!(serve_env.get(k), Some(v), "serve shares {k}");
+    }
+    figment::Jail::expect_with(|jail| {
+        for (k, v) in &serve_env {
+            jail.set_env(k, v.as_str().unwrap());
+        }
+        let cfg = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(cfg.api.listen, "0.0.0.0:8080");
+        mudrock::api::Authenticator::from_config(&cfg.api.jwt).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    let cmd = serve["command"].to_string();
+    assert!(cmd.contains("\"serve\"") && cmd.contains("json"), "{cmd}");
 
     // The seed step fills the bucket the example runs in.
     let seed = c["services"]["seed"]["command"].to_string();
