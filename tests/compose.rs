@@ -42,7 +42,9 @@ fn normalized() -> Value {
 fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
     let c = normalized();
     let services = c["services"].as_object().unwrap();
-    for s in ["postgres", "minio", "seed", "migrate", "worker", "serve", "example"] {
+    for s in [
+        "postgres", "minio", "seed", "migrate", "worker", "serve", "example",
+    ] {
         assert!(services.contains_key(s), "service {s}");
     }
     assert!(
@@ -130,8 +132,22 @@ fn the_compose_file_is_valid_and_wires_mudrock_to_minio() {
     // `serve` runs the API and a worker on the same store and database,
     // listening where its port is published, with a usable token secret.
     let serve = &c["services"]["serve"];
-    assert_eq!(serve["ports"][0]["target"].as_u64().or_else(|| serve["ports"][0].as_str().and_then(|p| p.rsplit(':').next()?.parse().ok())), Some(8080), "{}", serve["ports"]);
-    assert_eq!(serve["depends_on"]["migrate"]["condition"], "service_completed_successfully");
+    assert_eq!(
+        serve["ports"][0]["target"]
+            .as_u64()
+            .or_else(|| serve["ports"][0].as_str().and_then(|p| p
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok())),
+        Some(8080),
+        "{}",
+        serve["ports"]
+    );
+    assert_eq!(
+        serve["depends_on"]["migrate"]["condition"],
+        "service_completed_successfully"
+    );
     let serve_env = serve["environment"].as_object().unwrap().clone();
     for (k, v) in &env {
         assert_eq!(serve_env.get(k), Some(v), "serve shares {k}");

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 pub mod page;
@@ -53,6 +54,10 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     pub config: Arc<ApiSettings>,
     pub auth: Arc<Authenticator>,
+    /// New run events, by project (one LISTEN per process).
+    pub events: events::Notifier,
+    /// Cancelled at shutdown: event streams end so the server can drain.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -64,10 +69,12 @@ impl AppState {
         let config: ApiSettings = settings.into();
         let auth = Authenticator::from_config(&config.api.jwt)?;
         Ok(AppState {
+            events: events::notifier(pool.clone()),
             pool,
             store,
             config: Arc::new(config),
             auth: Arc::new(auth),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -116,12 +123,17 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut doc = routes().split_for_parts().1;
+    doc.merge(events::routes().split_for_parts().1);
+    doc
 }
 
 /// The API's router.
 pub fn app(state: AppState) -> Router {
-    let (router, doc) = routes().split_for_parts();
+    let (router, mut doc) = routes().split_for_parts();
+    // Event streams live as long as their runs: no request timeout.
+    let (streams, events_doc) = events::routes().split_for_parts();
+    doc.merge(events_doc);
     let doc = Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     let api = &state.config.api;
@@ -144,9 +156,10 @@ pub fn app(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .merge(streams)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -170,7 +183,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
+    let stop = state.stop.clone();
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end, so draining finishes.
+            stop.cancel();
+        })
         .await
 }
