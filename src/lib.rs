@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod hash;
 pub mod limits;
+pub mod outputs;
 pub mod retry;
 pub mod store;
 pub mod validate;

@@ -508,55 +508,75 @@ async fn an_idempotency_key_returns_the_same_run_and_a_different_body_conflicts(
 /// `authenticated` with the caller's claims (what PostgREST does), under
 /// the same row-level security and Idempotency-Key rule as the API.
 #[sqlx::test(migrations = false)]
-async fn the_rpc_functions_work_as_the_authenticated_role(_p: PgPoolOptions, opts: PgConnectOptions) {
+async fn the_rpc_functions_work_as_the_authenticated_role(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
     let api = Api::new(&opts).await;
     let t = team(&api).await;
     let as_user = |tok: &str| {
         let user: Uuid = claims_sub(tok).parse().unwrap();
-        mudrock::api::Caller { user, claims: claims(user, json!({})) }
+        mudrock::api::Caller {
+            user,
+            claims: claims(user, json!({})),
+        }
     };
     let editor = as_user(&t.editor);
     let viewer = as_user(&t.viewer);
     let stranger = as_user(&t.stranger);
     let hash = "a".repeat(64);
 
-    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor).await.unwrap();
-    let (run, created): (Uuid, bool) = sqlx::query_as("SELECT * FROM mudrock_trigger_run($1, 'rpc-1', $2)")
-        .bind(t.pipeline)
-        .bind(&hash)
-        .fetch_one(&mut *tx)
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor)
         .await
         .unwrap();
+    let (run, created): (Uuid, bool) =
+        sqlx::query_as("SELECT * FROM mudrock_trigger_run($1, 'rpc-1', $2)")
+            .bind(t.pipeline)
+            .bind(&hash)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
     assert!(created);
-    let (again, created): (Uuid, bool) = sqlx::query_as("SELECT * FROM mudrock_trigger_run($1, 'rpc-1', $2)")
-        .bind(t.pipeline)
-        .bind(&hash)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!((again, created), (run, false), "same key, same request: same run");
+    let (again, created): (Uuid, bool) =
+        sqlx::query_as("SELECT * FROM mudrock_trigger_run($1, 'rpc-1', $2)")
+            .bind(t.pipeline)
+            .bind(&hash)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        (again, created),
+        (run, false),
+        "same key, same request: same run"
+    );
     let err = sqlx::query("SELECT * FROM mudrock_trigger_run($1, 'rpc-1', $2)")
         .bind(t.pipeline)
         .bind("b".repeat(64))
         .fetch_all(&mut *tx)
         .await
         .unwrap_err();
-    assert_eq!(err.as_database_error().and_then(|d| d.constraint()), Some("pipeline_runs_idempotency_conflict"));
+    assert_eq!(
+        err.as_database_error().and_then(|d| d.constraint()),
+        Some("pipeline_runs_idempotency_conflict")
+    );
     tx.rollback().await.unwrap();
 
     // Committed this time: the run and its job together.
-    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor).await.unwrap();
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor)
+        .await
+        .unwrap();
     let (run, _): (Uuid, bool) = sqlx::query_as("SELECT * FROM mudrock_trigger_run($1)")
         .bind(t.pipeline)
         .fetch_one(&mut *tx)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE idempotency_key = $1")
-        .bind(run.to_string())
-        .fetch_one(&api.pool)
-        .await
-        .unwrap();
+    let jobs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE idempotency_key = $1")
+            .bind(run.to_string())
+            .fetch_one(&api.pool)
+            .await
+            .unwrap();
     assert_eq!(jobs, 1);
 
     // Status: members see it; strangers get NULL.
@@ -573,12 +593,24 @@ async fn the_rpc_functions_work_as_the_authenticated_role(_p: PgPoolOptions, opt
         }
     }
     // Cancel: a viewer's is refused by RLS (nothing changes), an editor's works.
-    let mut tx = mudrock::api::db::begin_as(&api.pool, &viewer).await.unwrap();
-    let ok: bool = sqlx::query_scalar("SELECT mudrock_cancel_run($1)").bind(run).fetch_one(&mut *tx).await.unwrap();
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &viewer)
+        .await
+        .unwrap();
+    let ok: bool = sqlx::query_scalar("SELECT mudrock_cancel_run($1)")
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     assert!(!ok);
     tx.commit().await.unwrap();
-    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor).await.unwrap();
-    let ok: bool = sqlx::query_scalar("SELECT mudrock_cancel_run($1)").bind(run).fetch_one(&mut *tx).await.unwrap();
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &editor)
+        .await
+        .unwrap();
+    let ok: bool = sqlx::query_scalar("SELECT mudrock_cancel_run($1)")
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     assert!(ok);
     tx.commit().await.unwrap();
     let status: String = sqlx::query_scalar("SELECT status::text FROM pipeline_runs WHERE id = $1")

@@ -181,6 +181,78 @@ async fn a_pipeline_goes_from_creation_to_artifacts_over_http(
         (200, Some(1))
     );
 
+    // The output: schema, a preview, the data as Parquet and as CSV.
+    let (status, schema, _) = get(format!("/v1/runs/{run}/outputs/out/schema")).await;
+    assert_eq!(status, 200, "{schema}");
+    let (status, preview, _) = get(format!("/v1/runs/{run}/outputs/out/preview?rows=1")).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["rows"].as_array().map(Vec::len), Some(1));
+    let (status, preview, _) = get(format!("/v1/runs/{run}/outputs/out/preview")).await;
+    assert_eq!(status, 200);
+    let mut totals: Vec<(String, i64)> = preview["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_string(),
+                r["total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    totals.sort();
+    assert_eq!(
+        totals,
+        [("north".to_string(), 20), ("south".to_string(), 70)]
+    );
+    let download = |q: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/v1/runs/{run}/outputs/out/data{q}");
+        let auth = auth.clone();
+        async move {
+            let r = http
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            (r.status().as_u16(), ct, r.bytes().await.unwrap())
+        }
+    };
+    let (status, ct, bytes) = download("").await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/vnd.apache.parquet")
+    );
+    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+    let (status, ct, bytes) = download("?format=csv").await;
+    assert_eq!((status, ct.as_str()), (200, "text/csv; charset=utf-8"));
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.remove(0), "region,total");
+    lines.sort();
+    assert_eq!(lines, ["north,20", "south,70"]);
+    // Names are node ids: traversal and other outputs' files are refused.
+    for (path, expect) in [
+        (
+            format!("/v1/runs/{run}/outputs/..%2F..%2F..%2Fmetadata.json/schema"),
+            400,
+        ),
+        (format!("/v1/runs/{run}/outputs/%2Fetc%2Fpasswd/data"), 400),
+        (format!("/v1/runs/{run}/outputs/.hidden/data"), 400),
+        (format!("/v1/runs/{run}/outputs/nope/schema"), 404),
+        (
+            format!("/v1/runs/{run}/outputs/out/preview?rows=100000"),
+            400,
+        ),
+        (format!("/v1/runs/{run}/outputs/out/data?format=xlsx"), 400),
+    ] {
+        let (status, body, _) = get(path.clone()).await;
+        assert_eq!(status, expect, "{path}: {body}");
+        assert_ne!(status, 500);
+    }
+
     stop.cancel();
     server.await.unwrap().unwrap();
     worker.await.unwrap().unwrap();

@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+mod outputs;
 pub mod page;
 mod permissions;
 mod pipelines;
@@ -118,6 +119,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(permissions::routes())
         .merge(pipelines::routes())
         .merge(runs::routes())
+        .merge(outputs::routes())
         .merge(health::routes())
 }
 
