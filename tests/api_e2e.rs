@@ -253,6 +253,28 @@ async fn a_pipeline_goes_from_creation_to_artifacts_over_http(
         assert_ne!(status, 500);
     }
 
+    // Metrics: requests by route template, runs by status, the worker's
+    // nodes, and the queue.
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "mudrock_http_requests_total{route=\"/v1/runs/{id}\",method=\"GET\",status=\"200\"}",
+        "mudrock_http_request_duration_seconds_bucket{route=\"/v1/projects\",method=\"POST\"",
+        "mudrock_runs{status=\"succeeded\"} 1",
+        "mudrock_queue_depth 0",
+        "mudrock_nodes_total{status=\"succeeded\",cache_hit=\"false\"}",
+        "mudrock_node_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
+    assert!(!text.contains(&run), "no ids in metric labels");
+
     stop.cancel();
     server.await.unwrap().unwrap();
     worker.await.unwrap().unwrap();

@@ -193,6 +193,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
         let caller = state.auth.verify(token)?;
+        state.limiter.check(caller.user)?;
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub max_preview_rows: u32,
     /// Requests per user per minute; 0 turns the limit off.
     pub rate_limit_per_minute: u32,
+    /// When set, `/metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -33,6 +35,7 @@ impl Default for ApiConfig {
             max_page: 100,
             max_preview_rows: 1000,
             rate_limit_per_minute: 0,
+            metrics_token: None,
         }
     }
 }

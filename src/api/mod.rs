@@ -15,6 +15,8 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+pub mod limit;
+pub mod metrics;
 mod outputs;
 pub mod page;
 mod permissions;
@@ -59,6 +61,7 @@ pub struct AppState {
     pub events: events::Notifier,
     /// Cancelled at shutdown: event streams end so the server can drain.
     pub stop: tokio_util::sync::CancellationToken,
+    pub limiter: Arc<limit::RateLimiter>,
 }
 
 impl AppState {
@@ -69,6 +72,8 @@ impl AppState {
     ) -> Result<Self, String> {
         let config: ApiSettings = settings.into();
         let auth = Authenticator::from_config(&config.api.jwt)?;
+        let limiter = Arc::new(limit::RateLimiter::new(config.api.rate_limit_per_minute));
+        metrics::handle();
         Ok(AppState {
             events: events::notifier(pool.clone()),
             pool,
@@ -76,6 +81,7 @@ impl AppState {
             config: Arc::new(config),
             auth: Arc::new(auth),
             stop: tokio_util::sync::CancellationToken::new(),
+            limiter,
         })
     }
 
@@ -150,6 +156,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route("/docs", axum::routing::get(health::docs_page))
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -160,6 +167,8 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .merge(streams)
+        // After routing, so the route template is known.
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -350,6 +350,8 @@ impl Worker {
     async fn claim(&self, jobs: &mut JoinSet<()>) {
         self.claim_rounds
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        metrics::gauge!("mudrock_worker_slots_busy", "worker" => self.id.clone())
+            .set(jobs.len() as f64);
         let free = self.wc().concurrency.max(1).saturating_sub(jobs.len());
         if free == 0 {
             return;

@@ -212,6 +212,11 @@ pub(super) async fn write_node_event(
             .await?;
         }
         Event::NodeFinished(rec) => {
+            metrics::counter!("mudrock_nodes_total", "status" => rec.status.name(), "cache_hit" => if rec.cache_hit { "true" } else { "false" })
+                .increment(1);
+            if let Some(ms) = rec.duration_ms {
+                metrics::histogram!("mudrock_node_duration_seconds").record(ms as f64 / 1000.0);
+            }
             let reason = match (rec.status, &rec.reason) {
                 (NodeStatus::Skipped, None) => Some("skipped".to_string()),
                 (_, r) => r.clone(),
