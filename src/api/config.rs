@@ -19,6 +19,8 @@ pub struct ApiConfig {
     pub max_page: u32,
     /// Rows an output preview may return at most.
     pub max_preview_rows: u32,
+    /// Largest uploaded file, in MiB.
+    pub max_upload_mb: u64,
     /// Requests per user per minute; 0 turns the limit off.
     pub rate_limit_per_minute: u32,
     /// When set, `/metrics` wants `Authorization: Bearer <this>`.
@@ -34,6 +36,7 @@ impl Default for ApiConfig {
             request_timeout_secs: 30,
             max_page: 100,
             max_preview_rows: 1000,
+            max_upload_mb: 5120,
             rate_limit_per_minute: 0,
             metrics_token: None,
         }

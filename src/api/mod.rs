@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 mod events;
 pub mod extract;
+mod files;
 mod health;
 pub mod limit;
 pub mod metrics;
@@ -97,7 +98,7 @@ impl AppState {
         Every call but the health checks needs `Authorization: Bearer <JWT>` (Supabase claims); \
         row-level security in PostgreSQL decides what the caller may see and do."),
     modifiers(&BearerAuth),
-    tags((name = "projects"), (name = "permissions"), (name = "pipelines"), (name = "runs"), (name = "health"))
+    tags((name = "projects"), (name = "permissions"), (name = "pipelines"), (name = "runs"), (name = "files"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -126,6 +127,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(pipelines::routes())
         .merge(runs::routes())
         .merge(outputs::routes())
+        .merge(files::routes())
         .merge(health::routes())
 }
 

@@ -5,6 +5,7 @@
 //! pipelines, shared by the CLI and the API).
 
 pub mod db;
+pub mod files;
 pub mod pipelines;
 pub mod projects;
 pub mod queue;

@@ -331,6 +331,15 @@ struct LocalWriter {
     key: String,
 }
 
+/// A writer dropped before `finish` (a failed or refused upload) leaves
+/// nothing behind: its temporary file goes (after `finish` it is renamed
+/// away and this finds nothing).
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 #[async_trait]
 impl ObjectWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
@@ -360,8 +369,8 @@ impl ObjectWriter for LocalWriter {
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.tmp).await;
+        // Dropping removes the temporary file (see `Drop`).
+        drop(self);
         Ok(())
     }
 }

@@ -144,6 +144,18 @@ impl Worker {
                     .await;
             }
         };
+        // A project over its storage quota runs nothing until it has room.
+        match self.over_quota(row.project_id).await {
+            Ok(Some(msg)) => {
+                return self
+                    .finish(run_id, attempt, RunStatus::Failed, Some(msg))
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot read the project's storage use")
+            }
+        }
         let held: Held = self.handback.child_token();
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
@@ -174,6 +186,7 @@ impl Worker {
             let _ = writer.await;
             match res {
                 Ok(r) => {
+                    self.reconcile_storage(row.project_id).await;
                     if self.handback.is_cancelled() && r.meta.status == RunStatus::Cancelled {
                         // The engine committed a `cancelled` run; the run
                         // is not over, so its folder must not look done.
@@ -224,6 +237,41 @@ impl Worker {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Why the project may not run now: more bytes in its bucket than its
+    /// `storageQuota`.
+    async fn over_quota(&self, project: Uuid) -> Result<Option<String>, DbError> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT coalesce(s.used_bytes, 0), (p.settings ->> 'storageQuota')::bigint
+             FROM projects p LEFT JOIN project_storage s ON s.project_id = p.id WHERE p.id = $1",
+        )
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some((used, Some(quota))) if used > quota => Some(format!(
+                "the project is over its storage quota: {used} of {quota} bytes used; delete files or raise storageQuota"
+            )),
+            _ => None,
+        })
+    }
+
+    /// Sets the project's storage use to what its bucket holds now (runs
+    /// add outputs and cache entries). Best effort: the next run tries again.
+    async fn reconcile_storage(&self, project: Uuid) {
+        let bucket = self.config.store.bucket(Some(&project.to_string()));
+        match self.engine.store().list(&bucket, "").await {
+            Ok(objects) => {
+                let bytes = objects.iter().map(|o| o.size).sum();
+                if let Err(e) = crate::service::files::reconcile(&self.pool, project, bytes).await {
+                    tracing::warn!(worker = %self.id, project = %project, error = %e, "cannot record storage use");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.id, project = %project, error = %e, "cannot list the bucket for storage use")
             }
         }
     }
