@@ -253,6 +253,42 @@ async fn a_pipeline_goes_from_creation_to_artifacts_over_http(
         assert_ne!(status, 500);
     }
 
+    // Plan after the run: the output is a cache hit now.
+    let (status, plan, _) = get(format!("/v1/pipelines/{pipeline}/plan")).await;
+    assert_eq!(status, 200, "{plan}");
+    let out = plan["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeId"] == "out")
+        .unwrap();
+    assert_eq!(out["cacheHit"], true, "{plan}");
+    // Export, import elsewhere; a changed save and the diff of versions.
+    let (status, exported, _) = get(format!("/v1/pipelines/{pipeline}/export")).await;
+    assert_eq!(status, 200);
+    let (status, imported) = post(
+        format!("/v1/projects/{project}/pipelines"),
+        exported.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{imported}");
+    assert_eq!(imported["definition"], exported["definition"]);
+    let mut changed = exported["definition"].clone();
+    changed["nodes"][1]["config"]["predicate"] = json!("amount > 25");
+    let r = http
+        .put(format!("{base}/v1/pipelines/{pipeline}"))
+        .header("authorization", &auth)
+        .json(&json!({"definition": changed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (status, d, _) = get(format!("/v1/pipelines/{pipeline}/versions/1/diff/2")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["nodes"]["changed"][0]["id"], "big", "{d}");
+    assert_eq!(d["nodes"]["added"], json!([]));
+    assert_eq!(d["edges"]["changed"], json!([]));
+
     // Metrics: requests by route template, runs by status, the worker's
     // nodes, and the queue.
     let text = http

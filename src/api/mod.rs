@@ -21,6 +21,7 @@ pub mod metrics;
 mod outputs;
 pub mod page;
 mod permissions;
+mod pipeline_tools;
 mod pipelines;
 mod projects;
 mod runs;
@@ -125,6 +126,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(projects::routes())
         .merge(permissions::routes())
         .merge(pipelines::routes())
+        .merge(pipeline_tools::routes())
         .merge(runs::routes())
         .merge(outputs::routes())
         .merge(files::routes())
