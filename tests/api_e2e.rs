@@ -8,9 +8,6 @@ mod api_support;
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use mudrock::api::AppState;
-use mudrock::engine::Engine;
-use mudrock::service::worker::{Worker, WorkerSettings};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
@@ -21,25 +18,9 @@ async fn a_pipeline_goes_from_creation_to_artifacts_over_http(
     opts: PgConnectOptions,
 ) {
     let api = Api::new(&opts).await;
-    let state = AppState::new(api.pool.clone(), api.store.clone(), api.settings.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(mudrock::api::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
-    let mut ws = WorkerSettings::default();
-    ws.store = api.settings.store.clone();
-    ws.worker.poll_ms = 50;
-    ws.worker.heartbeat_ms = 100;
-    let worker = Worker::new(
-        api.pool.clone(),
-        Engine::new(api.store.clone()),
-        ws,
-        Some("w1".into()),
-    );
+    let (base, server) = api.serve(&stop).await;
+    let worker = api.worker("w1");
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
 
     let http = reqwest::Client::new();

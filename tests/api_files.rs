@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use api_support::*;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use mudrock::engine::Engine;
-use mudrock::service::worker::{Worker, WorkerSettings};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
@@ -291,16 +289,8 @@ async fn a_run_does_not_start_while_its_project_is_over_quota(
         .await;
     let run = t["runId"].as_str().unwrap().to_string();
 
-    let mut ws = WorkerSettings::default();
-    ws.store = api.settings.store.clone();
-    ws.worker.poll_ms = 50;
     let stop = tokio_util::sync::CancellationToken::new();
-    let worker = Worker::new(
-        api.pool.clone(),
-        Engine::new(api.store.clone()),
-        ws,
-        Some("w".into()),
-    );
+    let worker = api.worker("w");
     let handle = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let start = Instant::now();
     let r: Value = loop {

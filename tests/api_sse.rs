@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use api_support::*;
 use futures_util::StreamExt;
-use mudrock::api::AppState;
-use mudrock::engine::Engine;
-use mudrock::service::worker::{Worker, WorkerSettings};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
@@ -87,15 +84,8 @@ async fn a_run_s_events_stream_live_and_resume_without_loss_or_repeat(
     opts: PgConnectOptions,
 ) {
     let api = Api::new(&opts).await;
-    let state = AppState::new(api.pool.clone(), api.store.clone(), api.settings.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(mudrock::api::serve(
-        listener,
-        state,
-        stop.clone().cancelled_owned(),
-    ));
+    let (base, server) = api.serve(&stop).await;
     let http = reqwest::Client::new();
     let owner = token(Uuid::now_v7(), json!({}));
     let stranger = token(Uuid::now_v7(), json!({}));
@@ -161,16 +151,7 @@ async fn a_run_s_events_stream_live_and_resume_without_loss_or_repeat(
         ("run", Some("queued"))
     );
     // The worker starts only now: what follows arrives live.
-    let mut ws = WorkerSettings::default();
-    ws.store = api.settings.store.clone();
-    ws.worker.poll_ms = 50;
-    ws.worker.heartbeat_ms = 100;
-    let worker = Worker::new(
-        api.pool.clone(),
-        Engine::new(api.store.clone()),
-        ws,
-        Some("w1".into()),
-    );
+    let worker = api.worker("w1");
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let mut a = vec![queued];
     while a.len() < 3 {

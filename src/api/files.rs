@@ -320,18 +320,10 @@ async fn download(
             StoreError::NotFound { .. } => ApiError::not_found("file"),
             e => store_unavailable(e),
         })?;
-    let body = futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        match reader.next_chunk().await {
-            Ok(Some(b)) => Some((Ok::<_, StoreError>(b), Some(reader))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let ct = row
         .content_type
         .unwrap_or_else(|| "application/octet-stream".into());
-    Ok(([(CONTENT_TYPE, ct)], Body::from_stream(body)).into_response())
+    Ok(([(CONTENT_TYPE, ct)], super::outputs::object_body(reader)).into_response())
 }
 
 /// Deletes an uploaded file (owners).

@@ -186,14 +186,7 @@ async fn data(
             .reader(&bucket, &key)
             .await
             .map_err(|e| store_error("output", e))?;
-        let body = futures_util::stream::unfold(Some(reader), |reader| async move {
-            let mut reader = reader?;
-            match reader.next_chunk().await {
-                Ok(Some(b)) => Some((Ok::<_, StoreError>(b), Some(reader))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        });
+        let body = object_body(reader);
         let headers = [
             (CONTENT_TYPE, "application/vnd.apache.parquet".to_string()),
             (
@@ -201,7 +194,7 @@ async fn data(
                 format!("attachment; filename=\"{node}.parquet\""),
             ),
         ];
-        return Ok((headers, Body::from_stream(body)).into_response());
+        return Ok((headers, body).into_response());
     }
     let (path, dir) = local_copy(&s, &bucket, &key).await?;
     let out = tempfile::tempdir().map_err(|e| ApiError::internal("temp dir", e))?;
@@ -241,4 +234,20 @@ async fn data(
         ),
     ];
     Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// An object's bytes as a response body, chunk by chunk as the store
+/// yields them (never gathered whole).
+pub(super) fn object_body(reader: Box<dyn crate::store::ObjectReader>) -> Body {
+    Body::from_stream(futures_util::stream::unfold(
+        Some(reader),
+        |reader| async move {
+            let mut reader = reader?;
+            match reader.next_chunk().await {
+                Ok(Some(b)) => Some((Ok::<_, StoreError>(b), Some(reader))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
 }

@@ -87,6 +87,37 @@ impl Api {
         self.send(req).await
     }
 
+    /// A worker on this API's database and store, polling fast.
+    pub fn worker(&self, id: &str) -> mudrock::service::worker::Worker {
+        let mut ws = mudrock::service::worker::WorkerSettings::default();
+        ws.store = self.settings.store.clone();
+        ws.worker.poll_ms = 50;
+        ws.worker.heartbeat_ms = 100;
+        mudrock::service::worker::Worker::new(
+            self.pool.clone(),
+            mudrock::engine::Engine::new(self.store.clone()),
+            ws,
+            Some(id.into()),
+        )
+    }
+
+    /// The API on a real socket (127.0.0.1, any port) until `stop`.
+    pub async fn serve(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let state =
+            AppState::new(self.pool.clone(), self.store.clone(), self.settings.clone()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(mudrock::api::serve(
+            listener,
+            state,
+            stop.clone().cancelled_owned(),
+        ));
+        (base, server)
+    }
+
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
