@@ -44,6 +44,15 @@ impl Api {
     }
 
     pub async fn with(opts: &PgConnectOptions, tweak: impl FnOnce(&mut ApiSettings)) -> Api {
+        Self::with_store(opts, None, tweak).await
+    }
+
+    /// With `store` instead of a local store in a temp dir.
+    pub async fn with_store(
+        opts: &PgConnectOptions,
+        store: Option<Arc<dyn ObjectStore>>,
+        tweak: impl FnOnce(&mut ApiSettings),
+    ) -> Api {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect_with(opts.clone())
@@ -51,7 +60,8 @@ impl Api {
             .unwrap();
         mudrock::service::db::migrate(&pool).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
+        let store: Arc<dyn ObjectStore> =
+            store.unwrap_or_else(|| Arc::new(LocalStore::new(dir.path())));
         let mut settings = settings(dir.path());
         tweak(&mut settings);
         let state = AppState::new(pool.clone(), store.clone(), settings.clone()).unwrap();
@@ -188,6 +198,23 @@ pub fn rs256(user: Uuid, kid: &str) -> String {
         user,
         json!({}),
     )
+}
+
+/// The real S3 server the suite starts (scripts/test.sh exports where).
+pub async fn s3_store() -> Arc<dyn ObjectStore> {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run the suite with scripts/test.sh, or start a server with scripts/s3-server.sh start DIR and source DIR/env")
+        })
+    };
+    let cfg = mudrock::store::S3Config {
+        endpoint: Some(var("MUDROCK_TEST_S3_ENDPOINT")),
+        access_key_id: Some(var("MUDROCK_TEST_S3_ACCESS_KEY")),
+        secret_access_key: Some(var("MUDROCK_TEST_S3_SECRET_KEY")),
+        part_size: 5 << 20,
+        ..Default::default()
+    };
+    Arc::new(mudrock::store::S3Store::connect(&cfg).await.unwrap())
 }
 
 /// A pipeline over `in/data.csv` with two outputs.
