@@ -158,7 +158,8 @@ pub(super) struct RunQuery {
     #[param(value_type = Option<String>)]
     status: Option<RunStatus>,
     /// api, schedule, cli or retry.
-    trigger: Option<String>,
+    #[param(value_type = Option<String>)]
+    trigger: Option<TriggerKind>,
     /// The run triggered with this Idempotency-Key.
     idempotency_key: Option<String>,
     limit: Option<u32>,
@@ -174,14 +175,6 @@ async fn list_runs(
 ) -> ApiResult<Page<RunListRow>> {
     let limit = page::limit(q.limit, s.config.api.max_page)?;
     let after = page::cursor(q.cursor.as_deref())?;
-    if let Some(t) = &q.trigger
-        && !["api", "schedule", "cli", "retry"].contains(&t.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("unknown trigger \"{t}\": api, schedule, cli or retry"),
-        ));
-    }
     f.status = q.status;
     f.trigger = q.trigger;
     f.idempotency_key = q.idempotency_key;

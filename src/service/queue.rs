@@ -31,8 +31,12 @@ pub struct RunJob {
     pub run_id: Uuid,
 }
 
-/// What started a run (`run_trigger` in the schema).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What started a run; the PostgreSQL enum `run_trigger`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "run_trigger", rename_all = "lowercase")]
 pub enum TriggerKind {
     Api,
     Schedule,
@@ -129,12 +133,12 @@ pub async fn trigger(
 ) -> Result<Triggered, TriggerError> {
     let mut tx = conn.begin().await?;
     let row: Result<(Uuid, bool), sqlx::Error> = sqlx::query_as(
-        "SELECT run_id, created FROM mudrock_trigger_run($1, $2, $3, $4::run_trigger, $5, $6, $7, $8)",
+        "SELECT run_id, created FROM mudrock_trigger_run($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(req.pipeline_id)
     .bind(&req.idempotency_key)
     .bind(&req.request_hash)
-    .bind(req.trigger.name())
+    .bind(req.trigger)
     .bind(req.revision)
     .bind(req.schedule_id)
     .bind(req.scheduled_for)

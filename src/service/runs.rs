@@ -249,7 +249,7 @@ pub struct RunListRow {
     pub project_id: Uuid,
     #[schema(value_type = String)]
     pub status: RunStatus,
-    pub trigger: String,
+    pub trigger: crate::service::queue::TriggerKind,
     pub attempt: i32,
     pub error: Option<String>,
     pub idempotency_key: Option<String>,
@@ -265,7 +265,7 @@ pub struct RunFilter {
     pub pipeline: Option<Uuid>,
     pub project: Option<Uuid>,
     pub status: Option<RunStatus>,
-    pub trigger: Option<String>,
+    pub trigger: Option<crate::service::queue::TriggerKind>,
     pub idempotency_key: Option<String>,
 }
 
@@ -278,11 +278,11 @@ pub async fn list(
 ) -> Result<Vec<RunListRow>, DbError> {
     let (at, after_id) = after.unzip();
     Ok(sqlx::query_as(
-        "SELECT id, pipeline_id, project_id, status, trigger::text AS trigger, attempt, error,
+        "SELECT id, pipeline_id, project_id, status, trigger, attempt, error,
                 idempotency_key, requested_by, queued_at, started_at, finished_at
          FROM pipeline_runs
          WHERE ($1::uuid IS NULL OR pipeline_id = $1) AND ($2::uuid IS NULL OR project_id = $2)
-           AND ($3::run_status IS NULL OR status = $3) AND ($4::text IS NULL OR trigger::text = $4)
+           AND ($3::run_status IS NULL OR status = $3) AND ($4::run_trigger IS NULL OR trigger = $4)
            AND ($5::text IS NULL OR idempotency_key = $5)
            AND ($6::timestamptz IS NULL OR (queued_at, id) < ($6, $7))
          ORDER BY queued_at DESC, id DESC LIMIT $8",

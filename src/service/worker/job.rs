@@ -169,7 +169,7 @@ impl Worker {
                 pipeline_id: row.pipeline_id.to_string(),
                 run_id: run_id.to_string(),
                 trigger: Trigger {
-                    kind: row.trigger.clone(),
+                    kind: row.trigger.name().into(),
                     schedule_id: row.schedule_id.map(|s| s.to_string()),
                     requested_by: row.requested_by.map(|s| s.to_string()),
                 },

@@ -17,7 +17,7 @@ impl Worker {
         // so two workers cannot both take the last free slot.
         let row: Option<RunStartRow> = sqlx::query_as(
             "SELECT r.status, r.cancel_requested, r.project_id, r.pipeline_id,
-                    r.trigger::text AS trigger, r.schedule_id, r.requested_by,
+                    r.trigger, r.schedule_id, r.requested_by,
                     v.dag_definition AS definition,
                     (p.settings ->> 'maxConcurrentRuns')::int AS max_concurrent
              FROM pipeline_runs r
@@ -256,7 +256,7 @@ pub(super) struct RunStartRow {
     pub(super) cancel_requested: bool,
     pub(super) project_id: Uuid,
     pub(super) pipeline_id: Uuid,
-    pub(super) trigger: String,
+    pub(super) trigger: crate::service::queue::TriggerKind,
     pub(super) schedule_id: Option<Uuid>,
     pub(super) requested_by: Option<Uuid>,
     pub(super) definition: serde_json::Value,
