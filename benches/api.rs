@@ -193,7 +193,14 @@ fn main() {
         tokio::spawn(w.run(stop2.clone().cancelled_owned()));
         let mut got = Vec::new();
         while got.len() < subscribers {
-            got.push(tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.unwrap().unwrap());
+            match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                Ok(Some(t)) => got.push(t),
+                _ => {
+                    let st: String = sqlx::query_scalar("SELECT status::text FROM pipeline_runs WHERE id = $1::uuid")
+                        .bind(&run).fetch_one(&pool).await.unwrap();
+                    panic!("{} of {subscribers} subscribers saw the end; the run is {st}", got.len());
+                }
+            }
         }
         let committed: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
             "SELECT finished_at FROM pipeline_runs WHERE id = $1::uuid",

@@ -194,6 +194,38 @@ async fn a_run_s_events_stream_live_and_resume_without_loss_or_repeat(
         assert!(nodes.contains(&n), "{n} succeeded in {nodes:?}");
     }
 
+    // Many followers of one run, connected while it waits: each one sees
+    // its final state (a stream that learns the run is over from the run's
+    // row reads once more before it ends, so the last event is never lost).
+    let (_, t2) = api
+        .call(
+            axum::http::Method::POST,
+            &format!("/v1/pipelines/{}/runs", pl["id"].as_str().unwrap()),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let run2 = t2["runId"].as_str().unwrap().to_string();
+    let mut followers = Vec::new();
+    for _ in 0..12 {
+        let r = http
+            .get(format!("{base}/v1/runs/{run2}/events"))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap();
+        followers.push(tokio::spawn(async move { Reader::new(r).rest().await }));
+    }
+    for f in followers {
+        let evs = f.await.unwrap();
+        let last = evs.last().unwrap();
+        assert_eq!(
+            (last.kind.as_str(), last.data["status"].as_str()),
+            ("run", Some("succeeded")),
+            "{evs:?}"
+        );
+    }
+
     // A project's stream: from now on, members only.
     let r = http
         .get(format!("{base}/v1/projects/{project}/events"))

@@ -203,6 +203,7 @@ fn stream(s: AppState, caller: Caller, scope: Scope, mut last: i64) -> Stream {
     let (tx, rx) = mpsc::channel(64);
     let mut notes = s.events.subscribe();
     tokio::spawn(async move {
+        let mut settled = false;
         loop {
             let rows = match fetch(&s, &caller, scope, last).await {
                 Ok(rows) => rows,
@@ -231,9 +232,16 @@ fn stream(s: AppState, caller: Caller, scope: Scope, mut last: i64) -> Stream {
             }
             if let Scope::Run { run, .. } = scope
                 && !full
-                && (over || run_is_over(&s, &caller, run).await)
             {
-                return;
+                // The final event commits with the final status: once the
+                // status is seen final, one more read has that event.
+                if over || settled {
+                    return;
+                }
+                if run_is_over(&s, &caller, run).await {
+                    settled = true;
+                    continue;
+                }
             }
             if full {
                 continue;
