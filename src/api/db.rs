@@ -13,12 +13,13 @@ pub type Tx = Transaction<'static, Postgres>;
 /// Begins the caller's transaction.
 pub async fn begin_as(pool: &PgPool, caller: &Caller) -> Result<Tx, ApiError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL ROLE authenticated")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
-        .bind(caller.claims.to_string())
-        .execute(&mut *tx)
-        .await?;
+    // One round trip: `set_config('role', ...)` is `SET LOCAL ROLE` (what
+    // PostgREST does), local to the transaction like the claims.
+    sqlx::query(
+        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)",
+    )
+    .bind(caller.claims.to_string())
+    .execute(&mut *tx)
+    .await?;
     Ok(tx)
 }
