@@ -1,5 +1,5 @@
-//! The one place SDK errors become [`StoreError`]s, and ETags become
-//! object versions.
+//! The one place SDK errors become [`StoreError`]s, ETags become object
+//! versions, and keys become `x-amz-copy-source` paths.
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -69,4 +69,17 @@ fn describe<E: std::error::Error + ProvideErrorMetadata + 'static>(
 
 pub(super) fn etag(e: Option<&str>) -> String {
     e.unwrap_or_default().trim_matches('"').to_string()
+}
+
+/// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.
+pub(super) fn urlencode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 mod error;
 mod io;
 
-use error::etag;
 pub use error::map_sdk_error;
+use error::{etag, urlencode_key};
 use io::{S3Reader, S3Writer};
 
 use super::{
@@ -386,17 +386,4 @@ impl ObjectStore for S3Store {
         }
         w.finish().await
     }
-}
-
-/// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.
-fn urlencode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
