@@ -25,6 +25,7 @@ use super::db::begin_as;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query};
 use super::projects::visible;
+use super::runs::visible_run;
 use super::{AppState, Caller};
 use crate::service::runs;
 
@@ -159,9 +160,7 @@ async fn run_events(
 ) -> ApiResult<Stream> {
     let after = resume_after(&headers, &q)?;
     let mut tx = begin_as(&s.pool, &caller).await?;
-    let run = runs::get_run(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+    let run = visible_run(&mut tx, id).await?;
     tx.commit().await?;
     let scope = Scope::Run {
         run: id,

@@ -22,7 +22,6 @@ use super::db::begin_as;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Path, Query};
 use super::{AppState, Caller};
-use crate::service::runs;
 use crate::store::StoreError;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -48,9 +47,7 @@ async fn output_key(
         .with_details(json!({"node": node})));
     }
     let mut tx = begin_as(&s.pool, caller).await?;
-    let r = runs::get_run(&mut tx, run)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+    let r = super::runs::visible_run(&mut tx, run).await?;
     tx.commit().await?;
     Ok((
         s.bucket(r.project_id),

@@ -171,7 +171,6 @@ async fn list_runs(
     caller: &Caller,
     mut f: RunFilter,
     q: RunQuery,
-    scope: Scope,
 ) -> ApiResult<Page<RunListRow>> {
     let limit = page::limit(q.limit, s.config.api.max_page)?;
     let after = page::cursor(q.cursor.as_deref())?;
@@ -179,18 +178,16 @@ async fn list_runs(
     f.trigger = q.trigger;
     f.idempotency_key = q.idempotency_key;
     let mut tx = begin_as(&s.pool, caller).await?;
-    match scope {
-        Scope::Pipeline(id) => drop(visible_pipeline(&mut tx, id).await?),
-        Scope::Project(id) => drop(visible(&mut tx, id).await?),
+    // The scope must be visible: a 404, not an empty page, for a stranger.
+    if let Some(id) = f.pipeline {
+        visible_pipeline(&mut tx, id).await?;
+    }
+    if let Some(id) = f.project {
+        visible(&mut tx, id).await?;
     }
     let rows = runs::list(&mut tx, &f, after, limit).await?;
     tx.commit().await?;
     Ok(page::page(rows, limit, |r| (r.queued_at, r.id)))
-}
-
-enum Scope {
-    Pipeline(Uuid),
-    Project(Uuid),
 }
 
 /// A pipeline's runs, newest first (also: look a run up by its key).
@@ -207,9 +204,7 @@ async fn list_for_pipeline(
         pipeline: Some(id),
         ..Default::default()
     };
-    Ok(Json(
-        list_runs(&s, &caller, f, q, Scope::Pipeline(id)).await?,
-    ))
+    Ok(Json(list_runs(&s, &caller, f, q).await?))
 }
 
 /// A project's runs, newest first.
@@ -226,13 +221,11 @@ async fn list_for_project(
         project: Some(id),
         ..Default::default()
     };
-    Ok(Json(
-        list_runs(&s, &caller, f, q, Scope::Project(id)).await?,
-    ))
+    Ok(Json(list_runs(&s, &caller, f, q).await?))
 }
 
 /// The run visible to the caller; else 404.
-async fn visible_run(tx: &mut Tx, id: Uuid) -> ApiResult<runs::RunRow> {
+pub(super) async fn visible_run(tx: &mut Tx, id: Uuid) -> ApiResult<runs::RunRow> {
     runs::get_run(tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))
