@@ -19,14 +19,24 @@ pub mod hash;
 pub mod limits;
 pub mod outputs;
 pub mod retry;
+pub mod sandbox;
 pub mod store;
 pub mod validate;
-// service: the database, the queue, workers.
+// service: the database, the queue, workers. The `service` feature (on by
+// default) holds it and everything above it; without it the library is the
+// core alone, as the fuzz targets build it.
+#[cfg(feature = "service")]
 pub mod service;
+// schedule: fire times as pure time arithmetic (core code; with the
+// service because only the scheduler uses it).
+#[cfg(feature = "service")]
+pub mod schedule;
 // app: configuration and wiring; interfaces on top.
+#[cfg(feature = "service")]
 pub mod api;
+#[cfg(feature = "service")]
 pub mod app;
+#[cfg(feature = "service")]
 pub mod cli;
-pub mod sandbox;
 
 pub use mudrock_operators as operators;

@@ -591,7 +591,42 @@ async fn the_rpc_functions_work_as_the_authenticated_role(
         if let Some(v) = v {
             assert_eq!(v["status"], "queued");
         }
+        // The API's one-statement read gives the same answer, and leaves
+        // the pooled connection as it found it (its own role, no claims).
+        let claims = who.claims.to_string();
+        let one = mudrock::service::runs::status_json_as(&api.pool, &claims, run)
+            .await
+            .unwrap();
+        assert_eq!(one.is_some(), expect);
+        let mut conn = api.pool.acquire().await.unwrap();
+        let _ = mudrock::service::runs::status_json_as(&mut *conn, &claims, run)
+            .await
+            .unwrap();
+        let (role, left): (String, Option<String>) = sqlx::query_as(
+            "SELECT current_user::text, nullif(current_setting('request.jwt.claims', true), '')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_ne!(role, "authenticated");
+        assert_eq!(left, None);
     }
+    // Nor can an RPC caller (already `authenticated`) use it to read as
+    // someone else: the stranger forging the viewer's claims is refused.
+    let mut tx = mudrock::api::db::begin_as(&api.pool, &stranger)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT mudrock_run_status_as($1, $2)")
+        .bind(viewer.claims.to_string())
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is for the API's own login"),
+        "{err}"
+    );
+    tx.rollback().await.unwrap();
     // Cancel: a viewer's is refused by RLS (nothing changes), an editor's works.
     let mut tx = mudrock::api::db::begin_as(&api.pool, &viewer)
         .await

@@ -85,9 +85,13 @@ pub struct NodeRecord {
 }
 
 /// A node's state; the PostgreSQL enum `node_status`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "service", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "node_status", rename_all = "lowercase")]
+#[cfg_attr(
+    feature = "service",
+    sqlx(type_name = "node_status", rename_all = "lowercase")
+)]
 pub enum NodeStatus {
     Pending,
     Running,
@@ -116,9 +120,13 @@ impl NodeStatus {
 }
 
 /// A run's state; the PostgreSQL enum `run_status`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "service", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "run_status", rename_all = "lowercase")]
+#[cfg_attr(
+    feature = "service",
+    sqlx(type_name = "run_status", rename_all = "lowercase")
+)]
 pub enum RunStatus {
     Queued,
     Running,

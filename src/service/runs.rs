@@ -12,7 +12,7 @@
 //! (`mudrock_settle_cancel`, migration 0003), so that Supabase RPC callers
 //! get the same rule without this process.
 
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::model::{NodeStatus, RunStatus};
@@ -300,13 +300,18 @@ pub async fn list(
 }
 
 /// A run with its node states as JSON (`mudrock_run_status`, what Supabase
-/// RPC callers get too); `None` when missing or not visible.
-pub async fn status_json(
-    conn: &mut PgConnection,
+/// RPC callers get too), read as the caller with these JWT claims in one
+/// statement (its own implicit transaction, under row-level security;
+/// `mudrock_run_status_as`, migration 0006): the API's hot status read.
+/// `None` when missing or not visible.
+pub async fn status_json_as(
+    db: impl PgExecutor<'_>,
+    claims: &str,
     run_id: Uuid,
 ) -> Result<Option<serde_json::Value>, DbError> {
-    Ok(sqlx::query_scalar("SELECT mudrock_run_status($1)")
+    Ok(sqlx::query_scalar("SELECT mudrock_run_status_as($1, $2)")
+        .bind(claims)
         .bind(run_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(db)
         .await?)
 }

@@ -1,11 +1,12 @@
 //! `[store]` in the configuration: which store, where, the bucket naming
-//! (`{bucket_prefix}{project}`) and the retry policy for transient errors.
+//! (`{bucket_prefix}{project}`), how to reach S3 and the retry policy for
+//! transient errors.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ObjectStore, RetryPolicy, S3Config, StoreError};
+use super::{ObjectStore, RetryPolicy, StoreError};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -72,5 +73,38 @@ impl StoreConfig {
             other => other,
         })?;
         Ok(bucket)
+    }
+}
+
+/// How to reach the S3 server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000` for MinIO; none for AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Static credentials; without them the usual AWS chain is used
+    /// (environment, profile, instance metadata).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`), as MinIO needs.
+    pub force_path_style: bool,
+    /// Send and check checksums only when an operation requires them.
+    pub checksums_when_required: bool,
+    /// Multipart part size in bytes (S3's minimum is 5 MiB).
+    pub part_size: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            force_path_style: true,
+            checksums_when_required: true,
+            part_size: 16 << 20,
+        }
     }
 }

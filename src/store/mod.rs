@@ -24,14 +24,16 @@ mod local;
 #[cfg(any(test, feature = "test-support"))]
 mod memory;
 mod retry;
+#[cfg(feature = "service")]
 mod s3;
 
-pub use config::{StoreConfig, StoreKind};
+pub use config::{S3Config, StoreConfig, StoreKind};
 pub use local::LocalStore;
 #[cfg(any(test, feature = "test-support"))]
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, RetryingStore};
-pub use s3::{S3Config, S3Store, map_sdk_error};
+#[cfg(feature = "service")]
+pub use s3::{S3Store, map_sdk_error};
 
 /// What a store knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,6 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 
 mod error;
 mod io;
@@ -28,42 +27,9 @@ use error::{etag, urlencode_key};
 use io::{S3Reader, S3Writer};
 
 use super::{
-    ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError, check_bucket,
-    check_key,
+    ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, S3Config, StoreError,
+    check_bucket, check_key,
 };
-
-/// How to reach the S3 server.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
-pub struct S3Config {
-    /// e.g. `http://127.0.0.1:9000` for MinIO; none for AWS.
-    pub endpoint: Option<String>,
-    pub region: String,
-    /// Static credentials; without them the usual AWS chain is used
-    /// (environment, profile, instance metadata).
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Path-style URLs (`endpoint/bucket/key`), as MinIO needs.
-    pub force_path_style: bool,
-    /// Send and check checksums only when an operation requires them.
-    pub checksums_when_required: bool,
-    /// Multipart part size in bytes (S3's minimum is 5 MiB).
-    pub part_size: usize,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        S3Config {
-            endpoint: None,
-            region: "us-east-1".into(),
-            access_key_id: None,
-            secret_access_key: None,
-            force_path_style: true,
-            checksums_when_required: true,
-            part_size: 16 << 20,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
