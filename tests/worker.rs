@@ -35,7 +35,7 @@ async fn setup(opts: &PgConnectOptions) -> PgPool {
         .await
         .unwrap();
     let applied = mudrock::service::db::migrate(&pool).await.unwrap();
-    assert_eq!(applied.mudrock, [1, 2, 3, 4, 5]);
+    assert_eq!(applied.mudrock, [1, 2, 3, 4, 5, 6, 7]);
     pool
 }
 

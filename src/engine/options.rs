@@ -64,6 +64,8 @@ impl RunOptions {
             trigger: Trigger {
                 kind: "cli".into(),
                 schedule_id: None,
+                scheduled_for: None,
+                backfill_id: None,
                 requested_by: None,
             },
             attempt: 1,

@@ -159,10 +159,15 @@ impl RunStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
-    /// `api` | `schedule` | `cli` | `retry`.
+    /// `api` | `schedule` | `backfill` | `cli` | `retry`.
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// The nominal fire time of a scheduled or backfill run (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
 }

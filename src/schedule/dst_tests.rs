@@ -152,7 +152,7 @@ fn every_transition_of_ten_years_follows_the_rules() {
                                 Some(h) => format!("{minute} {h} * * *"),
                                 None => format!("{minute} * * * *"),
                             };
-                            let spec = Spec::parse(
+                            let spec = Spec::validate(
                                 &SpecInput {
                                     cron: cron.clone(),
                                     timezone: zone.into(),
@@ -193,7 +193,7 @@ fn ticks_are_strictly_ordered_and_never_repeat_a_fire() {
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     for zone in ZONES {
         for cron in ["*/30 * * * *", "0 2 * * *", "30 1 * * *", "0 0 * * *"] {
-            let spec = Spec::parse(
+            let spec = Spec::validate(
                 &SpecInput {
                     cron: cron.into(),
                     timezone: zone.into(),

@@ -16,7 +16,7 @@ mod ticks;
 pub mod wall;
 
 pub use plan::{Catchup, Decision, PlanInput, plan_due};
-pub use spec::{DstFold, DstGap, Problem, Spec, SpecInput};
+pub use spec::{DstFold, DstGap, Overlap, Problem, Spec, SpecInput};
 pub use ticks::{SkipReason, Tick, TickKind, Ticks};
 
 #[cfg(test)]

@@ -60,6 +60,38 @@ impl DstFold {
     }
 }
 
+/// What a scheduled run does when the pipeline's previous scheduled run
+/// is still queued or running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "service", derive(sqlx::Type, utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "service",
+    sqlx(type_name = "overlap_policy", rename_all = "snake_case")
+)]
+pub enum Overlap {
+    /// Do not run (the ledger says `skipped_overlap`).
+    #[default]
+    Skip,
+    /// Run after it, with at most one run waiting.
+    QueueOne,
+    /// Run alongside.
+    Allow,
+    /// Cancel it, then run.
+    CancelOther,
+}
+
+impl Overlap {
+    pub fn name(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::QueueOne => "queue_one",
+            Overlap::Allow => "allow",
+            Overlap::CancelOther => "cancel_other",
+        }
+    }
+}
+
 /// A specification as given (API body, CLI flags, database row).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpecInput {
@@ -181,9 +213,27 @@ fn parse_tz(name: &str) -> Result<Tz, String> {
 }
 
 impl Spec {
-    /// Checks a specification; `now` bounds "never fires" for a spec with
-    /// an end.
-    pub fn parse(input: &SpecInput, now: DateTime<Utc>) -> Result<Spec, Vec<Problem>> {
+    /// Checks a specification at create or update time: [`Spec::parse`],
+    /// and a spec with an end must fire between `now` and it.
+    pub fn validate(input: &SpecInput, now: DateTime<Utc>) -> Result<Spec, Vec<Problem>> {
+        let spec = Spec::parse(input)?;
+        let from = spec.start.unwrap_or(now).max(now);
+        if let Some(end) = spec.end
+            && !spec
+                .ticks_after(from - Duration::seconds(1))
+                .any(|t| t.kind.fires())
+        {
+            return Err(vec![problem(
+                "endAt",
+                format!("the schedule never fires between {from} and its end {end}"),
+            )]);
+        }
+        Ok(spec)
+    }
+
+    /// Checks what does not depend on the time: the cron expression, the
+    /// zone, start before end, the jitter, and that the spec fires at all.
+    pub fn parse(input: &SpecInput) -> Result<Spec, Vec<Problem>> {
         let mut problems = Vec::new();
         let cron = parse_cron(&input.cron).map_err(|m| problems.push(problem("cron", m)));
         let tz = parse_tz(input.timezone.trim()).map_err(|m| problems.push(problem("timezone", m)));
@@ -218,13 +268,13 @@ impl Spec {
             dst_fold: input.dst_fold,
             every_hour,
         };
-        spec.check_fires(input, now)?;
+        spec.check_fires(input)?;
         Ok(spec)
     }
 
     /// A spec that never fires, or a jitter not shorter than the time
     /// between two fires, is refused.
-    fn check_fires(&self, input: &SpecInput, now: DateTime<Utc>) -> Result<(), Vec<Problem>> {
+    fn check_fires(&self, input: &SpecInput) -> Result<(), Vec<Problem>> {
         // The Gregorian calendar repeats every 400 years (weekdays too), so
         // a pattern that matches nothing in 400 years matches nothing ever.
         let cycle = NaiveDate::from_ymd_opt(4600, 1, 1)
@@ -235,17 +285,6 @@ impl Spec {
             return Err(vec![problem(
                 "cron",
                 format!("\"{}\" never fires (no date matches it)", input.cron.trim()),
-            )]);
-        }
-        let from = self.start.unwrap_or(now).max(now);
-        if let Some(end) = self.end
-            && !self
-                .ticks_after(from - Duration::seconds(1))
-                .any(|t| t.kind.fires())
-        {
-            return Err(vec![problem(
-                "endAt",
-                format!("the schedule never fires between {from} and its end {end}"),
             )]);
         }
         if self.jitter_secs > 0 {

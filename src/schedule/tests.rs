@@ -18,7 +18,7 @@ fn input(cron: &str, tz: &str) -> SpecInput {
 
 fn problems(i: &SpecInput) -> Vec<(&'static str, String)> {
     let now = t("2026-06-01T00:00:00Z");
-    Spec::parse(i, now)
+    Spec::validate(i, now)
         .err()
         .unwrap_or_else(|| panic!("{i:?} was accepted"))
         .into_iter()
@@ -67,7 +67,7 @@ fn a_spec_that_never_fires_is_refused() {
         );
     }
     // Possible, if rarely: 29 February.
-    assert!(Spec::parse(&input("0 0 29 2 *", "UTC"), t("2026-06-01T00:00:00Z")).is_ok());
+    assert!(Spec::validate(&input("0 0 29 2 *", "UTC"), t("2026-06-01T00:00:00Z")).is_ok());
     // Nothing between now and the end.
     let mut i = input("0 0 1 1 *", "UTC");
     i.end_at = Some(t("2026-12-01T00:00:00Z"));
@@ -108,7 +108,7 @@ fn jitter_must_be_shorter_than_the_interval_and_is_deterministic() {
     assert_eq!(p[0].0, "jitterSeconds");
     assert!(p[0].1.contains("not shorter than the 300 s"), "{p:?}");
     i.jitter_secs = 299;
-    let spec = Spec::parse(&i, t("2026-06-01T00:00:00Z")).unwrap();
+    let spec = Spec::validate(&i, t("2026-06-01T00:00:00Z")).unwrap();
     let at = t("2026-06-01T00:05:00Z");
     let a = spec.jitter(b"seed", at, Some(at + Duration::minutes(5)));
     assert_eq!(a, spec.jitter(b"seed", at, Some(at + Duration::minutes(5))));
@@ -128,7 +128,7 @@ fn start_and_end_bound_the_ticks() {
     let mut i = input("0 * * * *", "UTC");
     i.start_at = Some(t("2026-06-01T05:00:00Z"));
     i.end_at = Some(t("2026-06-01T08:00:00Z"));
-    let spec = Spec::parse(&i, t("2026-06-01T00:00:00Z")).unwrap();
+    let spec = Spec::validate(&i, t("2026-06-01T00:00:00Z")).unwrap();
     let at: Vec<_> = spec
         .ticks_after(t("2026-06-01T00:00:00Z"))
         .map(|t| t.at)
@@ -145,7 +145,7 @@ fn start_and_end_bound_the_ticks() {
 }
 
 fn plan(catchup: Catchup, max_lateness: Option<Duration>) -> Vec<(DateTime<Utc>, Decision)> {
-    let spec = Spec::parse(&input("0 * * * *", "UTC"), t("2026-06-01T00:00:00Z")).unwrap();
+    let spec = Spec::validate(&input("0 * * * *", "UTC"), t("2026-06-01T00:00:00Z")).unwrap();
     // Down for a day: the last tick seen was 2026-06-01T00:00Z.
     let p = plan_due(
         &spec,
@@ -205,7 +205,7 @@ fn a_day_of_downtime_with_each_catchup() {
 
 #[test]
 fn a_paused_schedule_records_its_ticks_as_paused() {
-    let spec = Spec::parse(&input("0 * * * *", "UTC"), t("2026-06-01T00:00:00Z")).unwrap();
+    let spec = Spec::validate(&input("0 * * * *", "UTC"), t("2026-06-01T00:00:00Z")).unwrap();
     let p = plan_due(
         &spec,
         &PlanInput {
@@ -232,7 +232,7 @@ fn a_paused_schedule_records_its_ticks_as_paused() {
 fn dst_skips_reach_the_plan_with_their_reason() {
     let mut i = input("30 2 * * *", "America/New_York");
     i.dst_gap = DstGap::Skip;
-    let spec = Spec::parse(&i, t("2026-03-01T00:00:00Z")).unwrap();
+    let spec = Spec::validate(&i, t("2026-03-01T00:00:00Z")).unwrap();
     let p = plan_due(
         &spec,
         &PlanInput {

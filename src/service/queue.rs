@@ -40,6 +40,7 @@ pub struct RunJob {
 pub enum TriggerKind {
     Api,
     Schedule,
+    Backfill,
     Cli,
     Retry,
 }
@@ -49,6 +50,7 @@ impl TriggerKind {
         match self {
             TriggerKind::Api => "api",
             TriggerKind::Schedule => "schedule",
+            TriggerKind::Backfill => "backfill",
             TriggerKind::Cli => "cli",
             TriggerKind::Retry => "retry",
         }

@@ -171,6 +171,10 @@ impl Worker {
                 trigger: Trigger {
                     kind: row.trigger.name().into(),
                     schedule_id: row.schedule_id.map(|s| s.to_string()),
+                    scheduled_for: row
+                        .scheduled_for
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    backfill_id: row.backfill_id.map(|s| s.to_string()),
                     requested_by: row.requested_by.map(|s| s.to_string()),
                 },
                 attempt: attempt as u32,

@@ -17,12 +17,14 @@ impl Worker {
         // so two workers cannot both take the last free slot.
         let row: Option<RunStartRow> = sqlx::query_as(
             "SELECT r.status, r.cancel_requested, r.project_id, r.pipeline_id,
-                    r.trigger, r.schedule_id, r.requested_by,
+                    r.trigger, r.schedule_id, r.scheduled_for, r.backfill_id, r.requested_by,
                     v.dag_definition AS definition,
-                    (p.settings ->> 'maxConcurrentRuns')::int AS max_concurrent
+                    (p.settings ->> 'maxConcurrentRuns')::int AS max_concurrent,
+                    s.overlap_policy::text AS overlap_policy
              FROM pipeline_runs r
              JOIN pipeline_versions v ON v.id = r.pipeline_version_id
              JOIN projects p ON p.id = r.project_id
+             LEFT JOIN pipeline_schedules s ON s.id = r.schedule_id AND r.backfill_id IS NULL
              WHERE r.id = $1
              FOR UPDATE OF r, p",
         )
@@ -51,6 +53,24 @@ impl Worker {
             .await?;
             if running >= i64::from(max) {
                 tracing::debug!(worker = %self.id, run_id = %run_id, running, max, "project at maxConcurrentRuns, deferring");
+                return Ok(Start::Defer);
+            }
+        }
+        // `queue_one` (and `skip`, whose run a trigger-now may still
+        // overlap): a scheduled run waits while another scheduled run of
+        // its pipeline is running.
+        if matches!(row.overlap_policy.as_deref(), Some("queue_one" | "skip")) {
+            let busy: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pipeline_runs
+                 WHERE pipeline_id = $1 AND schedule_id IS NOT NULL AND status = 'running'
+                   AND id <> $2)",
+            )
+            .bind(row.pipeline_id)
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if busy {
+                tracing::debug!(worker = %self.id, run_id = %run_id, "scheduled run waits for its pipeline's running one (queue_one)");
                 return Ok(Start::Defer);
             }
         }
@@ -258,7 +278,10 @@ pub(super) struct RunStartRow {
     pub(super) pipeline_id: Uuid,
     pub(super) trigger: crate::service::queue::TriggerKind,
     pub(super) schedule_id: Option<Uuid>,
+    pub(super) scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    pub(super) backfill_id: Option<Uuid>,
     pub(super) requested_by: Option<Uuid>,
     pub(super) definition: serde_json::Value,
     pub(super) max_concurrent: Option<i32>,
+    pub(super) overlap_policy: Option<String>,
 }
