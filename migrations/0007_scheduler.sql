@@ -62,6 +62,8 @@ CREATE TABLE schedule_backfills (
     to_at          timestamptz NOT NULL,
     overlap_policy overlap_policy NOT NULL DEFAULT 'allow',
     max_concurrent integer NOT NULL DEFAULT 1,
+    -- How many fire times the window holds (counted at creation).
+    fire_times     bigint NOT NULL DEFAULT 0,
     -- Fire times after this one have no run yet.
     cursor_at      timestamptz NOT NULL,
     status         backfill_status NOT NULL DEFAULT 'running',

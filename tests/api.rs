@@ -130,58 +130,6 @@ async fn every_token_defect_is_a_401_with_its_reason(_p: PgPoolOptions, opts: Pg
 }
 
 /// Who is who in the RLS tests.
-struct Team {
-    owner: String,
-    editor: String,
-    viewer: String,
-    stranger: String,
-    project: Uuid,
-    pipeline: Uuid,
-}
-
-async fn team(api: &Api) -> Team {
-    let (owner_id, editor_id, viewer_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let owner = token(owner_id, json!({}));
-    let (status, p) = api
-        .call(
-            Method::POST,
-            "/v1/projects",
-            Some(&owner),
-            Some(json!({"name": "team", "settings": {"maxConcurrentRuns": 2}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{p}");
-    assert_eq!(p["role"], "owner");
-    let project: Uuid = p["id"].as_str().unwrap().parse().unwrap();
-    for (user, role) in [(editor_id, "editor"), (viewer_id, "viewer")] {
-        let (status, body) = api
-            .call(
-                Method::POST,
-                &format!("/v1/projects/{project}/permissions"),
-                Some(&owner),
-                Some(json!({"userId": user, "role": role})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    let (status, pl) = api
-        .call(
-            Method::POST,
-            &format!("/v1/projects/{project}/pipelines"),
-            Some(&owner),
-            Some(json!({"definition": pipeline_doc(), "tags": ["daily"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{pl}");
-    Team {
-        owner,
-        editor: token(editor_id, json!({})),
-        viewer: token(viewer_id, json!({})),
-        stranger: token(Uuid::now_v7(), json!({})),
-        project,
-        pipeline: pl["id"].as_str().unwrap().parse().unwrap(),
-    }
-}
 
 #[sqlx::test(migrations = false)]
 async fn row_level_security_decides_every_endpoint(_p: PgPoolOptions, opts: PgConnectOptions) {

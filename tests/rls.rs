@@ -136,7 +136,7 @@ async fn every_operation_for_every_role(pool: PgPool) {
         ("see the schedule", format!("SELECT count(*) FROM pipeline_schedules WHERE id = '{SCHEDULE}'"), [Y, Y, Y, N]),
         ("create a schedule", format!("INSERT INTO pipeline_schedules (pipeline_id, cron) VALUES ('{PIPELINE}', '*/5 * * * *')"), [Y, Y, N, N]),
         ("update the schedule", format!("UPDATE pipeline_schedules SET enabled = false WHERE id = '{SCHEDULE}'"), [Y, Y, N, N]),
-        ("delete the schedule", format!("DELETE FROM pipeline_schedules WHERE id = '{SCHEDULE}'"), [Y, N, N, N]),
+        ("delete the schedule (editors manage schedules, issue 15)", format!("DELETE FROM pipeline_schedules WHERE id = '{SCHEDULE}'"), [Y, Y, N, N]),
         ("see the run", format!("SELECT count(*) FROM pipeline_runs WHERE id = '{RUN}'"), [Y, Y, Y, N]),
         ("trigger a run", format!("INSERT INTO pipeline_runs (pipeline_id, project_id, pipeline_version_id, trigger) VALUES ('{PIPELINE}', '{PROJECT}', '{VERSION}', 'api')"), [Y, Y, N, N]),
         ("cancel the run", format!("UPDATE pipeline_runs SET cancel_requested = true WHERE id = '{RUN}'"), [Y, Y, N, N]),
@@ -216,7 +216,7 @@ async fn daemons_refuse_a_database_that_is_behind(pool: PgPool) {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the database is behind: migration(s) 0001, 0002, 0003, 0004, 0005 not applied; run `mudrock migrate`"
+        "the database is behind: migration(s) 0001, 0002, 0003, 0004, 0005, 0006, 0007 not applied; run `mudrock migrate`"
     );
     // Half-way (mudrock's own tables but not the queue's) is still behind.
     mudrock::service::db::MIGRATOR.run(&pool).await.unwrap();

@@ -394,3 +394,68 @@ async fn a_paused_schedule_records_its_fire_times_and_resumes(
     s.pass(t0() + Duration::minutes(40)).await.unwrap();
     assert_eq!(runs(&fx.pool, id).await.len(), 1);
 }
+
+/// `mudrock serve --roles scheduler` as a process on the system clock:
+/// a per-second schedule gets its runs, and SIGTERM stops it cleanly.
+#[sqlx::test(migrations = false)]
+async fn the_scheduler_role_of_serve_fires_on_the_system_clock(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let fx = fixture(opts.clone()).await;
+    let id = schedule(&fx, "* * * * * *", Overlap::Allow, Catchup::All, Utc::now()).await;
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap()
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mudrock"))
+        .args(["serve", "--roles", "scheduler"])
+        .env("DATABASE_URL", &url)
+        .env("MUDROCK_STORE__DIR", fx._dir.path())
+        .env("MUDROCK_SCHEDULER__POLL_MS", "100")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Observed state under a deadline: two fired fire times.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let fired: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM schedule_ticks WHERE schedule_id = $1 AND outcome = 'fired'",
+        )
+        .bind(id)
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+        if fired >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no runs fired within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let recorded_by: String =
+        sqlx::query_scalar("SELECT recorded_by FROM schedule_ticks WHERE schedule_id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_one(&fx.pool)
+            .await
+            .unwrap();
+    assert!(recorded_by.starts_with("scheduler-"), "{recorded_by}");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM ends the scheduler cleanly: {status:?}"
+    );
+    let r = runs(&fx.pool, id).await;
+    assert!(r.len() >= 2 && r.iter().all(|(_, t)| t == "schedule"));
+}

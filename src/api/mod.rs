@@ -1,5 +1,6 @@
 //! The HTTP API (`/v1`, JSON) the platform drives mudrock with: projects,
-//! permissions, pipelines and runs, plus health and the OpenAPI document.
+//! permissions, pipelines, runs and schedules, plus health and the OpenAPI
+//! document.
 //!
 //! [`app`] builds the router from an [`AppState`] (tests drive it
 //! in-process); [`serve`] puts it on a socket with graceful shutdown.
@@ -25,6 +26,8 @@ mod pipeline_tools;
 mod pipelines;
 mod projects;
 mod runs;
+mod schedule_tools;
+mod schedules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +102,7 @@ impl AppState {
         Every call but the health checks needs `Authorization: Bearer <JWT>` (Supabase claims); \
         row-level security in PostgreSQL decides what the caller may see and do."),
     modifiers(&BearerAuth),
-    tags((name = "projects"), (name = "permissions"), (name = "pipelines"), (name = "runs"), (name = "files"), (name = "health"))
+    tags((name = "projects"), (name = "permissions"), (name = "pipelines"), (name = "runs"), (name = "schedules"), (name = "files"), (name = "health"))
 )]
 struct ApiDoc;
 
@@ -128,6 +131,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(pipelines::routes())
         .merge(pipeline_tools::routes())
         .merge(runs::routes())
+        .merge(schedules::routes())
+        .merge(schedule_tools::routes())
         .merge(outputs::routes())
         .merge(files::routes())
         .merge(health::routes())

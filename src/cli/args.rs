@@ -41,9 +41,16 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Show the sandbox `worker` runs in; `--try-read` tries reads inside it.
     Sandbox(SandboxArgs),
-    /// The service: the HTTP API and a worker in one process (`--roles` to
-    /// pick), until SIGTERM/SIGINT.
+    /// The service: the HTTP API, a worker and a scheduler in one process
+    /// (`--roles` to pick), until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Fire scheduled runs (any number of schedulers may run), until
+    /// SIGTERM/SIGINT.
+    Scheduler(SchedulerArgs),
+    /// Manage schedules: create, list, show, pause, resume, delete, next
+    /// fire times, the tick ledger, trigger now, backfills.
+    #[command(subcommand)]
+    Schedule(super::schedule::ScheduleCommand),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +63,8 @@ pub enum LogFormat {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    /// What this process does: api, worker (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "api,worker")]
+    /// What this process does: api, worker, scheduler (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "api,worker,scheduler")]
     pub roles: Vec<Role>,
     /// Address to listen on (default: the config's `api.listen`).
     #[arg(long)]
@@ -68,6 +75,17 @@ pub struct ServeArgs {
 pub enum Role {
     Api,
     Worker,
+    Scheduler,
+}
+
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Scheduler id, recorded with each fire time it accounts for
+    /// (default: scheduler-host-pid).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 #[derive(Args, Debug)]

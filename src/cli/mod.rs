@@ -8,6 +8,7 @@
 mod args;
 mod local;
 mod render;
+mod schedule;
 mod serve;
 mod service;
 
@@ -102,6 +103,8 @@ pub fn main() -> i32 {
             Command::Cancel(a) => cancel_cmd(a).await,
             Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),
             Command::Serve(a) => serve::serve_cmd(a, config).await,
+            Command::Scheduler(a) => scheduler_cmd(a, config).await,
+            Command::Schedule(c) => schedule::schedule_cmd(c).await,
         }
     })
 }
@@ -120,7 +123,7 @@ fn sandbox_paths(cli: &Cli, config: &Config) -> Option<crate::sandbox::Paths> {
     let (config, file) = match &cli.command {
         Command::Run(a) => (effective(config.clone(), &a.store), Some(a.file.clone())),
         Command::Worker(_) | Command::Sandbox(_) => (config.clone(), None),
-        Command::Serve(_) => (config.clone(), None),
+        Command::Serve(_) | Command::Scheduler(_) => (config.clone(), None),
         _ => return None,
     };
     let mut write = vec![config.scratch_dir()];

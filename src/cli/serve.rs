@@ -1,7 +1,8 @@
-//! `mudrock serve`: the HTTP API and a worker in one process (or either,
-//! with `--roles`), sharing the database pool and the store. SIGTERM or
-//! SIGINT stops both gracefully: the API stops accepting and drains its
-//! requests, the worker stops claiming and finishes or hands back runs.
+//! `mudrock serve`: the HTTP API, a worker and a scheduler in one process
+//! (or any of them, with `--roles`), sharing the database pool and the
+//! store. SIGTERM or SIGINT stops them gracefully: the API stops accepting
+//! and drains its requests, the worker stops claiming and finishes or
+//! hands back runs, the scheduler finishes its pass.
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,14 @@ pub(super) async fn serve_cmd(a: ServeArgs, mut config: Config) -> i32 {
             crate::api::serve(listener, state, stop.cancelled_owned())
                 .await
                 .map_err(|e| format!("api: {e}"))
+        });
+    }
+    if a.roles.contains(&Role::Scheduler) {
+        let scheduler = super::service::scheduler(pool.clone(), &config, None);
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            scheduler.run(stop.cancelled_owned()).await;
+            Ok(())
         });
     }
     if a.roles.contains(&Role::Worker) {

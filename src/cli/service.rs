@@ -114,6 +114,29 @@ pub(super) async fn worker_cmd(a: WorkerArgs, mut config: Config) -> i32 {
     }
 }
 
+pub(super) async fn scheduler_cmd(a: SchedulerArgs, config: Config) -> i32 {
+    let pool = match connect_current(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    scheduler(pool, &config, a.id).run(shutdown_signal()).await;
+    0
+}
+
+/// The scheduler of this process, on the system clock.
+pub(super) fn scheduler(
+    pool: sqlx::PgPool,
+    config: &Config,
+    id: Option<String>,
+) -> crate::service::scheduler::Scheduler {
+    crate::service::scheduler::Scheduler::new(
+        pool,
+        config.scheduler.clone(),
+        std::sync::Arc::new(crate::service::scheduler::SystemClock),
+        id,
+    )
+}
+
 pub(super) async fn project_create_cmd(a: ProjectCreateArgs, config: Config) -> i32 {
     let pool = match connect_current(&a.db.database_url).await {
         Ok(p) => p,

@@ -5,6 +5,7 @@
 //! pipelines, shared by the CLI and the API), the [`scheduler`] that fires
 //! recurring runs and the [`schedules`] it fires.
 
+pub mod backfills;
 pub mod db;
 pub mod files;
 pub mod pipelines;

@@ -85,6 +85,7 @@ pub struct Config {
     pub sandbox: crate::sandbox::SandboxConfig,
     pub worker: WorkerConfig,
     pub api: crate::api::config::ApiConfig,
+    pub scheduler: crate::service::scheduler::SchedulerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +122,17 @@ impl Config {
                 // `STORE.S3.ENDPOINT`.
                 .filter(|k| {
                     let section = k.as_str().split('.').next().unwrap_or("");
-                    ["store", "engine", "limits", "sandbox", "worker", "api"]
-                        .iter()
-                        .any(|s| section.eq_ignore_ascii_case(s))
+                    [
+                        "store",
+                        "engine",
+                        "limits",
+                        "sandbox",
+                        "worker",
+                        "api",
+                        "scheduler",
+                    ]
+                    .iter()
+                    .any(|s| section.eq_ignore_ascii_case(s))
                 }),
         )
     }

@@ -11,6 +11,7 @@
 //! index makes a second one impossible. Time comes from a [`Clock`], so
 //! tests drive passes through any number of fire times without waiting.
 
+mod backfill;
 mod clock;
 mod config;
 mod fire;
@@ -42,6 +43,8 @@ pub struct Scheduler {
 pub struct PassReport {
     pub schedules: u64,
     pub counts: Counts,
+    /// Runs created for backfills.
+    pub backfill_runs: u64,
 }
 
 impl Scheduler {
@@ -94,11 +97,37 @@ impl Scheduler {
             .await?;
             if rows.is_empty() {
                 tx.commit().await?;
-                return Ok(report);
+                break;
             }
             for row in &rows {
                 report.counts += fire::process(&mut tx, row, &ctx).await?;
                 report.schedules += 1;
+            }
+            tx.commit().await?;
+        }
+        report.backfill_runs = self.backfills(now).await?;
+        Ok(report)
+    }
+
+    /// Gives every running backfill the runs it has room for.
+    async fn backfills(&self, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let mut after = (DateTime::<Utc>::MIN_UTC, uuid::Uuid::nil());
+        let mut created = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let rows: Vec<backfill::BackfillDue> = sqlx::query_as(backfill::DUE)
+                .bind(self.config.batch.max(1))
+                .bind(after.0)
+                .bind(after.1)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = rows.last() else {
+                tx.commit().await?;
+                return Ok(created);
+            };
+            after = last.key();
+            for b in &rows {
+                created += backfill::advance(&mut tx, b, now).await?;
             }
             tx.commit().await?;
         }
@@ -155,7 +184,9 @@ impl Scheduler {
                 last_prune = Some(now);
             }
             let until = match self.next_due().await {
-                Ok(Some(t)) => t,
+                // Another scheduler may hold an overdue schedule: do not
+                // spin on it.
+                Ok(Some(t)) => t.max(now + Duration::milliseconds(20)),
                 _ => now + Duration::from_std(poll).unwrap_or_default(),
             };
             tokio::select! {
