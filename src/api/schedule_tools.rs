@@ -75,10 +75,12 @@ async fn ticks(
             format!("outcome \"{o}\" is not one of {}", OUTCOMES.join(", ")),
         ));
     }
-    let limit = page::limit(q.limit, s.config.api.max_page)?;
+    // One more than the page, to know whether there is a next one.
+    let fetch = page::limit(q.limit, s.config.api.max_page)?;
+    let limit = fetch - 1;
     let mut tx = begin_as(&s.pool, &caller).await?;
     visible_schedule(&mut tx, id).await?;
-    let mut items = svc::ticks(&mut tx, id, q.before, q.outcome.as_deref(), limit + 1).await?;
+    let mut items = svc::ticks(&mut tx, id, q.before, q.outcome.as_deref(), fetch).await?;
     tx.commit().await?;
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);

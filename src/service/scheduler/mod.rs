@@ -111,7 +111,7 @@ impl Scheduler {
 
     /// Gives every running backfill the runs it has room for.
     async fn backfills(&self, now: DateTime<Utc>) -> Result<u64, DbError> {
-        let mut after = (DateTime::<Utc>::MIN_UTC, uuid::Uuid::nil());
+        let mut after = (DateTime::<Utc>::UNIX_EPOCH, uuid::Uuid::nil());
         let mut created = 0;
         loop {
             let mut tx = self.pool.begin().await?;
