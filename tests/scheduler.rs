@@ -459,3 +459,152 @@ async fn the_scheduler_role_of_serve_fires_on_the_system_clock(
     let r = runs(&fx.pool, id).await;
     assert!(r.len() >= 2 && r.iter().all(|(_, t)| t == "schedule"));
 }
+
+/// A fired run, executed by a worker, carries trigger `schedule`, the
+/// schedule's id and its nominal fire time into `metadata.json`.
+#[sqlx::test(migrations = false)]
+async fn a_scheduled_run_says_so_in_its_metadata(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let fx = fixture(opts).await;
+    let project: Uuid = sqlx::query_scalar("SELECT project_id FROM pipelines WHERE id = $1")
+        .bind(fx.pipeline)
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+    let mut store_cfg = StoreConfig::default();
+    store_cfg.dir = fx._dir.path().to_path_buf();
+    let bucket = store_cfg.bucket(Some(&project.to_string()));
+    let csv = fx._dir.path().join(&bucket).join("shared/one.csv");
+    std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
+    std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+    let id = schedule(&fx, "0 * * * *", Overlap::Skip, Catchup::All, t0()).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    scheduler(fx.pool.clone(), clock, "s")
+        .pass(t0() + Duration::minutes(61))
+        .await
+        .unwrap();
+    let run: Uuid = sqlx::query_scalar("SELECT id FROM pipeline_runs WHERE schedule_id = $1")
+        .bind(id)
+        .fetch_one(&fx.pool)
+        .await
+        .unwrap();
+    let mut ws = mudrock::service::worker::WorkerSettings::default();
+    ws.store = store_cfg.clone();
+    ws.worker.poll_ms = 50;
+    let store: Arc<dyn mudrock::store::ObjectStore> = Arc::new(LocalStore::new(fx._dir.path()));
+    let worker = mudrock::service::worker::Worker::new(
+        fx.pool.clone(),
+        mudrock::engine::Engine::new(store),
+        ws,
+        Some("w".into()),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let st: String = sqlx::query_scalar("SELECT status::text FROM pipeline_runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&fx.pool)
+            .await
+            .unwrap();
+        if st == "succeeded" {
+            break;
+        }
+        assert!(
+            st != "failed" && std::time::Instant::now() < deadline,
+            "run is {st}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fx._dir.path().join(&bucket).join(format!(
+            "pipelines/{}/runs/{run}/metadata.json",
+            fx.pipeline
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["trigger"]["kind"], "schedule", "{meta}");
+    assert_eq!(meta["trigger"]["scheduleId"], id.to_string());
+    assert_eq!(meta["trigger"]["scheduledFor"], "2026-06-01T01:00:00Z");
+}
+
+/// `mudrock schedule ...` on the service connection: create, next fire
+/// times, pause with a note, the ledger, and a bad spec refused with its
+/// field.
+#[sqlx::test(migrations = false)]
+async fn the_schedule_cli(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let fx = fixture(opts.clone()).await;
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap()
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mudrock"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("MUDROCK_STORE__DIR", fx._dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let pl = fx.pipeline.to_string();
+    let (code, _, err) = cli(&["schedule", "create", &pl, "--cron", "0 25 * * *"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("error: cron: the hour field \"25\" is invalid"),
+        "{err}"
+    );
+    let (code, out, err) = cli(&[
+        "schedule",
+        "create",
+        &pl,
+        "--cron",
+        "30 2 * * *",
+        "--timezone",
+        "America/New_York",
+        "--dst-gap",
+        "skip",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_string();
+    id.parse::<Uuid>().unwrap();
+    let (code, out, _) = cli(&["schedule", "next", &id, "--count", "3"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.lines().all(|l| l.contains("T02:30:00-0")), "{out}");
+    let (code, out, _) = cli(&["schedule", "pause", &id, "--note", "quarter close"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["enabled"].as_bool(), v["pauseNote"].as_str()),
+        (Some(false), Some("quarter close"))
+    );
+    let (code, out, _) = cli(&["schedule", "list", &pl]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (code, out, _) = cli(&["schedule", "ticks", &id]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), ""),
+        "no fire time has come yet"
+    );
+    let (code, _, err) = cli(&["schedule", "show", &Uuid::now_v7().to_string()]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("error: no schedule "), "{err}");
+}
