@@ -94,6 +94,17 @@ async fn schedule(
     .unwrap()
 }
 
+/// The test database's URL, for a `mudrock` process.
+fn url(opts: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap()
+    )
+}
+
 async fn pause(pool: &PgPool, schedule: Uuid) {
     sqlx::query("UPDATE pipeline_schedules SET enabled = false WHERE id = $1")
         .bind(schedule)
@@ -404,13 +415,7 @@ async fn the_scheduler_role_of_serve_fires_on_the_system_clock(
 ) {
     let fx = fixture(opts.clone()).await;
     let id = schedule(&fx, "* * * * * *", Overlap::Allow, Catchup::All, Utc::now()).await;
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap()
-    );
+    let url = url(&opts);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mudrock"))
         .args(["serve", "--roles", "scheduler"])
         .env("DATABASE_URL", &url)
@@ -536,13 +541,7 @@ async fn a_scheduled_run_says_so_in_its_metadata(_p: PgPoolOptions, opts: PgConn
 #[sqlx::test(migrations = false)]
 async fn the_schedule_cli(_p: PgPoolOptions, opts: PgConnectOptions) {
     let fx = fixture(opts.clone()).await;
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap()
-    );
+    let url = url(&opts);
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mudrock"))
             .args(args)

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::db::begin_as;
+use super::db::{Tx, begin_as};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Body, Path, Query};
 use super::page;
@@ -156,9 +156,7 @@ async fn get_backfill(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<BackfillRow>> {
     let mut tx = begin_as(&s.pool, &caller).await?;
-    let row = backfills::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("backfill"))?;
+    let row = visible_backfill(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(row))
 }
@@ -174,9 +172,7 @@ async fn cancel_backfill(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<BackfillRow>> {
     let mut tx = begin_as(&s.pool, &caller).await?;
-    let row = backfills::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("backfill"))?;
+    let row = visible_backfill(&mut tx, id).await?;
     if row.status != "running" {
         return Err(ApiError::conflict(
             "backfill_over",
@@ -188,9 +184,14 @@ async fn cancel_backfill(
             "your role in this project does not allow cancelling backfills",
         ));
     }
-    let row = backfills::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("backfill"))?;
+    let row = visible_backfill(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(row))
+}
+
+/// A visible backfill or 404.
+async fn visible_backfill(tx: &mut Tx, id: Uuid) -> ApiResult<BackfillRow> {
+    backfills::get(tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("backfill"))
 }
