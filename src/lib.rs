@@ -16,6 +16,7 @@ pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod hash;
+pub mod inspect;
 pub mod limits;
 pub mod outputs;
 pub mod retry;

@@ -51,6 +51,9 @@ pub enum Command {
     /// fire times, the tick ledger, trigger now, backfills.
     #[command(subcommand)]
     Schedule(super::schedule::ScheduleCommand),
+    /// What runs left in a bucket, without a database: pipelines, runs, a
+    /// run's nodes, an output's rows, a diff of two runs.
+    Inspect(super::inspect::InspectArgs),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

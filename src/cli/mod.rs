@@ -6,6 +6,7 @@
 //! is invalid (or the command line is); 3 storage or internal errors.
 
 mod args;
+mod inspect;
 mod local;
 mod render;
 mod schedule;
@@ -105,6 +106,7 @@ pub fn main() -> i32 {
             Command::Serve(a) => serve::serve_cmd(a, config).await,
             Command::Scheduler(a) => scheduler_cmd(a, config).await,
             Command::Schedule(c) => schedule::schedule_cmd(c).await,
+            Command::Inspect(a) => inspect::inspect_cmd(a, config).await,
         }
     })
 }
