@@ -84,7 +84,12 @@ fn columns(schema: &Value) -> BTreeMap<String, String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["dtype"].to_string())))
+        .filter_map(|c| {
+            let dtype = c["dtype"]
+                .as_str()
+                .map_or_else(|| c["dtype"].to_string(), str::to_string);
+            Some((c["name"].as_str()?.to_string(), dtype))
+        })
         .collect()
 }
 
