@@ -21,6 +21,7 @@ pub mod guard;
 pub mod limits;
 pub mod sqlrewrite;
 pub mod sqlutil;
+mod tokens;
 
 mod aggregate;
 mod assert;
