@@ -21,6 +21,13 @@ if ! command -v docker-compose >/dev/null; then
     || { echo "test.sh: could not install docker-compose" >&2; exit 1; }
 fi
 
+# `mudrock inspect picture --format svg` renders through Graphviz' dot.
+if ! command -v dot >/dev/null; then
+  echo "test.sh: installing graphviz (to render pictures of runs)" >&2
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends graphviz) >/dev/null \
+    || { echo "test.sh: could not install graphviz" >&2; exit 1; }
+fi
+
 # Build first: a compile error should not wait for services.
 cargo test --workspace --locked --features mudrock/test-support --no-run
 

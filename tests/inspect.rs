@@ -246,3 +246,65 @@ fn bad_inspections_say_what_is_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn pictures_of_the_example_run() {
+    let (dir, _, b) = two_runs();
+    let d = dir.path();
+    let nodes: Vec<String> = {
+        let doc: Value =
+            serde_json::from_slice(&std::fs::read(d.join("pipeline.json")).unwrap()).unwrap();
+        doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dot = ok(&["inspect", "picture", &b], d);
+    assert!(dot.starts_with("digraph pipeline {"), "{dot}");
+    for n in &nodes {
+        assert!(
+            dot.contains(&format!("\"{n}\" [label=\"{n}\\n")),
+            "{n} missing: {dot}"
+        );
+    }
+    // Coloured by status, with rows: the cached aggregate and its output.
+    assert!(
+        dot.contains("\"by_region\" [label=\"by_region\\naggregate\\ncached"),
+        "{dot}"
+    );
+    assert!(dot.contains("fillcolor=\"#cde4ff\""), "{dot}");
+    let mermaid = ok(&["inspect", "picture", &b, "--format", "mermaid"], d);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert_eq!(mermaid.matches("[\"").count(), nodes.len(), "{mermaid}");
+    // The pipeline alone, from its file: no run colours.
+    let plain = ok(&["inspect", "picture", "--file", "pipeline.json"], d);
+    assert!(
+        !plain.contains("#cde4ff") && plain.contains("\"orders\""),
+        "{plain}"
+    );
+    // SVG through Graphviz (scripts/test.sh installs it): every node there.
+    ok(
+        &[
+            "inspect", "picture", &b, "--format", "svg", "--out", "run.svg",
+        ],
+        d,
+    );
+    let svg = std::fs::read_to_string(d.join("run.svg")).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    for n in &nodes {
+        assert!(
+            svg.contains(&format!("<title>{n}</title>")),
+            "{n} missing from the SVG"
+        );
+    }
+    let (code, err) = fails(&["inspect", "picture", &b, "--format", "gif"], d);
+    assert_eq!(
+        (code, err.trim()),
+        (
+            Some(2),
+            "error: --format gif is not one of dot, mermaid, svg, png"
+        )
+    );
+}

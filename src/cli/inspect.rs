@@ -42,6 +42,19 @@ pub enum InspectCommand {
         #[arg(long)]
         pipeline: Option<String>,
     },
+    /// A picture of a run (nodes coloured by status, with rows and time;
+    /// edges not taken dashed), or of a pipeline file with `--file`.
+    Picture {
+        run: Option<String>,
+        #[arg(long, conflicts_with = "run")]
+        file: Option<PathBuf>,
+        /// dot, mermaid, svg or png (svg and png through Graphviz).
+        #[arg(long, default_value = "dot")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// What changed between two runs (of any pipelines).
     Diff {
         run_a: String,
@@ -186,6 +199,14 @@ async fn view(b: &Bucket, what: InspectCommand, as_json: bool) -> Result<(), Ins
                 }
             }
         }
+        InspectCommand::Picture {
+            run,
+            file,
+            format,
+            out,
+        } => {
+            picture(b, run, file, &format, out).await?;
+        }
         InspectCommand::Diff {
             run_a,
             run_b,
@@ -203,6 +224,77 @@ async fn view(b: &Bucket, what: InspectCommand, as_json: bool) -> Result<(), Ins
         }
     }
     Ok(())
+}
+
+async fn picture(
+    b: &Bucket,
+    run: Option<String>,
+    file: Option<PathBuf>,
+    format: &str,
+    out: Option<PathBuf>,
+) -> Result<(), InspectError> {
+    if !["dot", "mermaid", "svg", "png"].contains(&format) {
+        return Err(InspectError::Data(format!(
+            "--format {format} is not one of dot, mermaid, svg, png"
+        )));
+    }
+    let (definition, meta, lineage) = match (run, file) {
+        (Some(run), _) => {
+            let r = b.find(&run, None).await?;
+            let m = b.run(&r).await?;
+            let l: Option<crate::model::Lineage> =
+                b.json(&format!("{}lineage.json", r.prefix())).await?;
+            (m.definition.clone(), Some(m), l)
+        }
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| InspectError::Data(format!("cannot read {}: {e}", f.display())))?;
+            let v = serde_json::from_str(&text).map_err(|e| InspectError::Damaged {
+                file: f.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            (v, None, None)
+        }
+        (None, None) => {
+            return Err(InspectError::Data(
+                "name a run, or a pipeline with --file".into(),
+            ));
+        }
+    };
+    let (pipeline, _) =
+        validate::validate(definition, validate::Options::default()).map_err(|r| {
+            InspectError::Data(format!(
+                "the pipeline does not validate ({} problem(s)); `mudrock validate` lists them",
+                r.errors().count()
+            ))
+        })?;
+    let pic = picture_of(&pipeline, meta.as_ref(), lineage.as_ref());
+    let bytes = match format {
+        "dot" => pic.dot().into_bytes(),
+        "mermaid" => pic.mermaid().into_bytes(),
+        f => crate::inspect::picture::render(&pic.dot(), f).map_err(InspectError::Data)?,
+    };
+    match out {
+        Some(p) => std::fs::write(&p, bytes)
+            .map_err(|e| InspectError::Data(format!("cannot write {}: {e}", p.display())))?,
+        None => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&bytes);
+        }
+    }
+    Ok(())
+}
+
+fn picture_of<'a>(
+    pipeline: &'a crate::model::pipeline::Pipeline,
+    run: Option<&'a crate::model::RunMeta>,
+    lineage: Option<&'a crate::model::Lineage>,
+) -> crate::inspect::picture::Picture<'a> {
+    crate::inspect::picture::Picture {
+        pipeline,
+        run,
+        lineage,
+    }
 }
 
 fn print_diff(d: &diff::RunDiff) {

@@ -2,10 +2,12 @@
 //! the record (storage.md). Lists pipelines and runs, reads a run (an
 //! incomplete one — no commit marker, or `running` — is said to be so,
 //! never shown as finished), an output's schema and first rows, and
-//! compares two runs ([`diff`]). Shared by `mudrock inspect` and usable by
-//! the API. Damaged artifacts are reported by file, never a panic.
+//! compares two runs ([`diff`]) and draws them ([`picture`]). Shared by
+//! `mudrock inspect` and usable by the API. Damaged artifacts are reported
+//! by file, never a panic.
 
 pub mod diff;
+pub mod picture;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
