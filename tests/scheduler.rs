@@ -607,3 +607,33 @@ async fn the_schedule_cli(_p: PgPoolOptions, opts: PgConnectOptions) {
     assert_eq!(code, Some(2));
     assert!(err.starts_with("error: no schedule "), "{err}");
 }
+
+/// A per-second schedule paused for a day: one pass accounts for at most
+/// `max_ticks_per_pass` of its fire times and returns; the next passes
+/// go on from there, each fire time recorded once.
+#[sqlx::test(migrations = false)]
+async fn a_long_backlog_is_worked_off_a_bounded_chunk_per_pass(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let fx = fixture(opts).await;
+    let id = schedule(&fx, "* * * * * *", Overlap::Allow, Catchup::All, t0()).await;
+    pause(&fx.pool, id).await;
+    let mut cfg = SchedulerConfig::default();
+    cfg.max_ticks_per_pass = 500;
+    let s = Scheduler::new(
+        fx.pool.clone(),
+        cfg,
+        Arc::new(ManualClock::new(t0())),
+        Some("s".into()),
+    );
+    let now = t0() + Duration::seconds(1_200);
+    let first = s.pass(now).await.unwrap();
+    assert_eq!((first.schedules, first.counts.paused), (1, 500));
+    let second = s.pass(now).await.unwrap();
+    assert_eq!(second.counts.paused, 500);
+    let third = s.pass(now).await.unwrap();
+    assert_eq!(third.counts.paused, 200);
+    assert_eq!(s.pass(now).await.unwrap().schedules, 0, "caught up");
+    assert_eq!(ticks(&fx.pool, id).await.len(), 1_200);
+}

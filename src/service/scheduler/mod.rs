@@ -82,17 +82,23 @@ impl Scheduler {
             on_time_window: Duration::seconds(i64::from(self.config.on_time_window_seconds)),
             max_ticks: self.config.max_ticks_per_pass.max(1),
         };
+        // Each schedule once per pass: one with more than
+        // `max_ticks_per_pass` due fire times (a long pause of a
+        // per-second schedule) goes on in the next pass, not forever in
+        // this one.
+        let mut seen: Vec<uuid::Uuid> = Vec::new();
         loop {
             let mut tx = self.pool.begin().await?;
             let rows: Vec<DueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {DUE_COLUMNS} FROM pipeline_schedules
-                 WHERE next_fire_at <= $1
+                 WHERE next_fire_at <= $1 AND NOT (id = ANY($3))
                  ORDER BY next_fire_at
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED"
             )))
             .bind(now)
             .bind(self.config.batch.max(1))
+            .bind(&seen)
             .fetch_all(&mut *tx)
             .await?;
             if rows.is_empty() {
@@ -102,6 +108,7 @@ impl Scheduler {
             for row in &rows {
                 report.counts += fire::process(&mut tx, row, &ctx).await?;
                 report.schedules += 1;
+                seen.push(row.id);
             }
             tx.commit().await?;
         }
