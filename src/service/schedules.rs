@@ -170,14 +170,16 @@ impl ScheduleRow {
     }
 }
 
-const COLUMNS: &str = "id, pipeline_id, cron, timezone, enabled, pause_note, overlap_policy,
-        catchup, start_at, end_at, jitter_seconds, dst_gap, dst_fold, max_lateness_seconds,
-        next_fire_at, last_fired_at, cursor_at, created_by, created_at, updated_at";
-const SCHEDULE: &str =
-    "SELECT id, pipeline_id, cron, timezone, enabled, pause_note, overlap_policy,
-        catchup, start_at, end_at, jitter_seconds, dst_gap, dst_fold, max_lateness_seconds,
-        next_fire_at, last_fired_at, cursor_at, created_by, created_at, updated_at
-        FROM pipeline_schedules";
+macro_rules! columns {
+    () => {
+        "id, pipeline_id, cron, timezone, enabled, pause_note, overlap_policy, catchup, \
+         start_at, end_at, jitter_seconds, dst_gap, dst_fold, max_lateness_seconds, \
+         next_fire_at, last_fired_at, cursor_at, created_by, created_at, updated_at"
+    };
+}
+/// The columns of a [`ScheduleRow`] (the scheduler reads the same).
+pub(crate) const COLUMNS: &str = columns!();
+const SCHEDULE: &str = concat!("SELECT ", columns!(), " FROM pipeline_schedules");
 
 /// A schedule, if it exists and the caller may see it.
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<ScheduleRow>, DbError> {

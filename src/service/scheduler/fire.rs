@@ -10,49 +10,12 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::schedule::{
-    Catchup, Decision, DstFold, DstGap, Overlap, PlanInput, Spec, SpecInput, Tick, plan_due,
-};
+use crate::schedule::{Decision, Overlap, PlanInput, Spec, Tick, plan_due};
 use crate::service::db::DbError;
 
-/// A schedule row as the scheduler reads it.
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct DueRow {
-    pub id: Uuid,
-    pub pipeline_id: Uuid,
-    pub cron: String,
-    pub timezone: String,
-    pub enabled: bool,
-    pub overlap_policy: Overlap,
-    pub catchup: Catchup,
-    pub start_at: Option<DateTime<Utc>>,
-    pub end_at: Option<DateTime<Utc>>,
-    pub jitter_seconds: i32,
-    pub dst_gap: DstGap,
-    pub dst_fold: DstFold,
-    pub max_lateness_seconds: Option<i32>,
-    pub pause_note: Option<String>,
-    pub cursor_at: DateTime<Utc>,
-    pub created_by: Option<Uuid>,
-}
-
-pub(super) const DUE_COLUMNS: &str = "id, pipeline_id, cron, timezone, enabled, overlap_policy, \
-     catchup, start_at, end_at, jitter_seconds, dst_gap, dst_fold, max_lateness_seconds, \
-     pause_note, cursor_at, created_by";
-
-impl DueRow {
-    pub(super) fn spec_input(&self) -> SpecInput {
-        SpecInput {
-            cron: self.cron.clone(),
-            timezone: self.timezone.clone(),
-            start_at: self.start_at,
-            end_at: self.end_at,
-            jitter_secs: self.jitter_seconds.max(0) as u32,
-            dst_gap: self.dst_gap,
-            dst_fold: self.dst_fold,
-        }
-    }
-}
+pub(super) use crate::service::schedules::COLUMNS as DUE_COLUMNS;
+/// A schedule row as the scheduler reads it: the API's row.
+pub(super) use crate::service::schedules::ScheduleRow as DueRow;
 
 /// What one schedule's pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
