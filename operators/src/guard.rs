@@ -381,6 +381,39 @@ mod tests {
     }
 
     #[test]
+    fn few_prefix_operators_in_a_row_and_case_balanced() {
+        for ok in [
+            "- -x",
+            "NOT -x",
+            "x + -1",
+            "CASE WHEN NOT x THEN -1 ELSE 1 END",
+            "x IS NOT NULL",
+        ] {
+            assert!(check_tokens(ok).is_ok(), "{ok}");
+        }
+        // Found by the fuzzer: 19 s to parse at ten repetitions.
+        let slow = "CASE++++NOT+++++++++++O++FR++".repeat(10);
+        let r = check_tokens(&slow).unwrap_err();
+        assert!(
+            r.message.starts_with("more than 3 operators in a row"),
+            "{}",
+            r.message
+        );
+        assert!(check_tokens("- - - -x").is_err());
+        assert_eq!(
+            check_tokens("CASE WHEN x THEN 1").unwrap_err().message,
+            "unbalanced CASE: a CASE without its END"
+        );
+        let deep = format!("{}1{}", "CASE WHEN x THEN ".repeat(9), " END".repeat(9));
+        assert!(
+            check_tokens(&deep)
+                .unwrap_err()
+                .message
+                .starts_with("CASE nested more than 8")
+        );
+    }
+
+    #[test]
     fn a_dot_joins_two_names() {
         for ok in ["t.col", "\"a b\".\"c\"", "x + 1.5", ".5 * x", "a.b.c"] {
             assert!(check_tokens(ok).is_ok(), "{ok}");
