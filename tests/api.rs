@@ -542,12 +542,12 @@ async fn the_rpc_functions_work_as_the_authenticated_role(
         // The API's one-statement read gives the same answer, and leaves
         // the pooled connection as it found it (its own role, no claims).
         let claims = who.claims.to_string();
-        let one = mudrock::service::runs::status_json_as(&api.pool, &claims, run)
+        let one = mudrock::service::runs::status_json_as(&api.pool, &claims, run, "{}")
             .await
             .unwrap();
         assert_eq!(one.is_some(), expect);
         let mut conn = api.pool.acquire().await.unwrap();
-        let _ = mudrock::service::runs::status_json_as(&mut *conn, &claims, run)
+        let _ = mudrock::service::runs::status_json_as(&mut *conn, &claims, run, "{}")
             .await
             .unwrap();
         let (role, left): (String, Option<String>) = sqlx::query_as(

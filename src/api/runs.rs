@@ -238,13 +238,17 @@ async fn get(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<Value>> {
-    // One statement instead of a request transaction: clients poll this.
-    let mut v = runs::status_json_as(&s.pool, &caller.claims.to_string(), id)
+) -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
+    // One statement instead of a request transaction, and the JSON text
+    // as PostgreSQL made it: clients poll this.
+    let merge = json!({ "links": links(id) }).to_string();
+    let body = runs::status_json_as(&s.pool, &caller.claims.to_string(), id, &merge)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
-    v["links"] = links(id);
-    Ok(Json(v))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    ))
 }
 
 /// Asks a run to stop: a queued run is cancelled at once, a running one

@@ -303,15 +303,21 @@ pub async fn list(
 /// RPC callers get too), read as the caller with these JWT claims in one
 /// statement (its own implicit transaction, under row-level security;
 /// `mudrock_run_status_as`, migration 0006): the API's hot status read.
+/// `merge` (a JSON object) is merged into it, and it comes back as JSON
+/// text, ready to send: no parse and re-serialisation on the hot path.
 /// `None` when missing or not visible.
 pub async fn status_json_as(
     db: impl PgExecutor<'_>,
     claims: &str,
     run_id: Uuid,
-) -> Result<Option<serde_json::Value>, DbError> {
-    Ok(sqlx::query_scalar("SELECT mudrock_run_status_as($1, $2)")
-        .bind(claims)
-        .bind(run_id)
-        .fetch_one(db)
-        .await?)
+    merge: &str,
+) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT (mudrock_run_status_as($1, $2) || $3::jsonb)::text")
+            .bind(claims)
+            .bind(run_id)
+            .bind(merge)
+            .fetch_one(db)
+            .await?,
+    )
 }
