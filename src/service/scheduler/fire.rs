@@ -44,12 +44,13 @@ pub(super) struct Ctx<'a> {
     pub max_ticks: usize,
 }
 
-/// Accounts for the due fire times of one (locked) schedule.
+/// Accounts for the due fire times of one (locked) schedule; returns what
+/// it did and when the schedule is next due.
 pub(super) async fn process(
     tx: &mut PgConnection,
     row: &DueRow,
     ctx: &Ctx<'_>,
-) -> Result<Counts, DbError> {
+) -> Result<(Counts, Option<DateTime<Utc>>), DbError> {
     let spec = match Spec::parse(&row.spec_input()) {
         Ok(s) => s,
         Err(problems) => {
@@ -69,7 +70,7 @@ pub(super) async fn process(
             .bind(why.join("; "))
             .execute(&mut *tx)
             .await?;
-            return Ok(Counts::default());
+            return Ok((Counts::default(), None));
         }
     };
     let seed = row.id.as_bytes().to_vec();
@@ -134,7 +135,7 @@ pub(super) async fn process(
     .bind(ctx.now)
     .execute(&mut *tx)
     .await?;
-    Ok(counts)
+    Ok((counts, plan.next_due))
 }
 
 /// The overlap policy against the pipeline's scheduled runs still queued

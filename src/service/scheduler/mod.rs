@@ -85,7 +85,7 @@ impl Scheduler {
         // Each schedule once per pass: one with more than
         // `max_ticks_per_pass` due fire times (a long pause of a
         // per-second schedule) goes on in the next pass, not forever in
-        // this one.
+        // this one. Only those (still due after their turn) are listed.
         let mut seen: Vec<uuid::Uuid> = Vec::new();
         loop {
             let mut tx = self.pool.begin().await?;
@@ -106,9 +106,12 @@ impl Scheduler {
                 break;
             }
             for row in &rows {
-                report.counts += fire::process(&mut tx, row, &ctx).await?;
+                let (counts, next_due) = fire::process(&mut tx, row, &ctx).await?;
+                report.counts += counts;
                 report.schedules += 1;
-                seen.push(row.id);
+                if next_due.is_some_and(|n| n <= now) {
+                    seen.push(row.id);
+                }
             }
             tx.commit().await?;
         }
