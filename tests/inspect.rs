@@ -308,3 +308,38 @@ fn pictures_of_the_example_run() {
         )
     );
 }
+
+/// A key column on one side of an output only: the diff says which run
+/// lacks it, exit code 2.
+#[test]
+fn a_key_on_one_side_only_is_refused_by_name() {
+    let (dir, a, _) = two_runs();
+    let d = dir.path();
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(d.join("pipeline.json")).unwrap()).unwrap();
+    doc["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "id": "trimmed", "nodeType": "operator",
+        "config": {"operator": "drop", "columns": ["order_id"]}}));
+    let edges = doc["edges"].as_array_mut().unwrap();
+    for e in edges.iter_mut() {
+        if e["sourceNodeId"] == "large_orders" && e["targetNodeId"] == "large_orders_out" {
+            e["targetNodeId"] = "trimmed".into();
+        }
+    }
+    edges.push(serde_json::json!({"id": "trim", "sourceNodeId": "trimmed",
+        "targetNodeId": "large_orders_out", "edgeType": "data_flow"}));
+    std::fs::write(d.join("pipeline.json"), doc.to_string()).unwrap();
+    let c: Value = serde_json::from_str(&ok(&["run", "pipeline.json", "--json"], d)).unwrap();
+    let c = c["runId"].as_str().unwrap();
+    let (code, err) = fails(&["inspect", "diff", &a, c, "--key", "order_id"], d);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: key column \"order_id\" is in only one side of output \"large_orders_out\": run {c} does not have it (it has: "
+        )),
+        "{err}"
+    );
+}
