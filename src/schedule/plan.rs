@@ -91,13 +91,7 @@ pub fn plan_due(spec: &Spec, input: &PlanInput<'_>) -> Plan {
     let mut out = Vec::new();
     let mut cursor = input.cursor;
     // When a tick is due: a firing one at its jittered time.
-    let due_at = |t: &Tick, next: Option<&Tick>| -> DateTime<Utc> {
-        if t.kind.fires() {
-            t.at + spec.jitter(input.seed, t.at, next.map(|n| n.at))
-        } else {
-            t.at
-        }
-    };
+    let due_at = |t: &Tick, next: Option<&Tick>| spec.due_at(input.seed, t, next);
     while out.len() < input.max_ticks {
         let Some(tick) = ticks.next() else { break };
         let next = ticks.peek().copied();

@@ -347,6 +347,21 @@ impl Spec {
         d
     }
 
+    /// When a tick is due: a firing one at its jittered time, a skipped
+    /// one at its instant. `next` is the tick after it.
+    pub fn due_at(
+        &self,
+        seed: &[u8],
+        tick: &super::Tick,
+        next: Option<&super::Tick>,
+    ) -> DateTime<Utc> {
+        if tick.kind.fires() {
+            tick.at + self.jitter(seed, tick.at, next.map(|n| n.at))
+        } else {
+            tick.at
+        }
+    }
+
     pub fn tz(&self) -> Tz {
         self.tz
     }

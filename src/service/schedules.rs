@@ -72,12 +72,7 @@ pub fn next_fire_times(spec: &Spec, after: DateTime<Utc>, n: usize) -> Vec<FireT
 pub fn next_due(spec: &Spec, id: Uuid, cursor: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let mut ticks = spec.ticks_after(cursor).peekable();
     let t = ticks.next()?;
-    let next = ticks.peek().map(|n| n.at);
-    Some(if t.kind.fires() {
-        t.at + spec.jitter(id.as_bytes(), t.at, next)
-    } else {
-        t.at
-    })
+    Some(spec.due_at(id.as_bytes(), &t, ticks.peek()))
 }
 
 /// Creates a schedule; it fires at the fire times after `now` (a backfill
