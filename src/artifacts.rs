@@ -175,6 +175,7 @@ fn parquet_facts(
         })
         .collect();
     let schema = SchemaJson {
+        format_version: crate::model::FORMAT_VERSION,
         columns,
         arrow: serde_json::to_value(arrow.as_ref()).map_err(|e| e.to_string())?,
     };

@@ -186,9 +186,13 @@ where
 }
 
 /// The `metadata.json` of a cache entry (written after `data.parquet`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheMeta {
+    /// Version of this file's format (bumped when a field changes meaning
+    /// or goes away; new optional fields do not bump it).
+    #[serde(default = "crate::model::format_version")]
+    pub format_version: u32,
     pub cache_key: String,
     /// The node that wrote it (for people browsing the bucket).
     pub node_id: String,
@@ -210,6 +214,11 @@ pub struct CacheMeta {
     /// bytes are the ones hashed, so a hit needs no download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_version: Option<String>,
+    /// Column names of this entry's node and of every node upstream of it,
+    /// by cache key: what a run served by this entry traces its column
+    /// lineage over.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub columns: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub fn entry_prefix(pipeline_id: &str, key: &str) -> String {

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod outputs;
 pub mod retry;
 pub mod sandbox;
+pub mod schemas;
 pub mod store;
 pub mod validate;
 // service: the database, the queue, workers. The `service` feature (on by

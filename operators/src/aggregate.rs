@@ -73,6 +73,34 @@ impl Operator for Aggregate {
             .collect()
     }
 
+    /// Group keys are copied; each aggregation derives from the columns its
+    /// expression reads.
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, identity, of_expression, origin, resolver};
+        let Some(input) = inputs.first() else {
+            return Vec::new();
+        };
+        let cols = identity(input);
+        output
+            .iter()
+            .map(|n| {
+                if self.by.contains(n) {
+                    vec![origin(0, n, Derivation::Copy)]
+                } else {
+                    self.aggregations
+                        .iter()
+                        .find(|a| a.name == *n)
+                        .map(|a| of_expression(&a.expr, &resolver(&cols)))
+                        .unwrap_or_default()
+                }
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "by", &self.by)?;

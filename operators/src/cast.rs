@@ -41,6 +41,26 @@ impl Operator for Cast {
         Ok(())
     }
 
+    /// Cast columns are transformed; the others copied.
+    fn column_lineage(
+        &self,
+        _inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        output
+            .iter()
+            .map(|n| {
+                let how = if self.columns.iter().any(|c| c.name == *n) {
+                    Derivation::Transformation
+                } else {
+                    Derivation::Copy
+                };
+                vec![origin(0, n, how)]
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut exprs = Vec::with_capacity(self.columns.len());

@@ -47,6 +47,36 @@ impl Operator for Derive {
             .collect()
     }
 
+    /// Column by column, as the frame evolves: a later column that reads an
+    /// earlier one reads its origins.
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{identity, of_expression, resolver};
+        let Some(input) = inputs.first() else {
+            return Vec::new();
+        };
+        let mut cols = identity(input);
+        for c in &self.columns {
+            let origins = of_expression(&c.expr, &resolver(&cols));
+            match cols.iter_mut().find(|(n, _)| *n == c.name) {
+                Some(slot) => slot.1 = origins,
+                None => cols.push((c.name.clone(), origins)),
+            }
+        }
+        output
+            .iter()
+            .map(|n| {
+                cols.iter()
+                    .find(|(c, _)| c == n)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = crate::one(inputs);
         // Column names as they evolve: replaced in place, new ones appended.

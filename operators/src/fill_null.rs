@@ -90,6 +90,31 @@ impl Operator for FillNull {
         }
     }
 
+    /// Filled columns are transformed (a strategy like `mean` reads the
+    /// whole column, but each value stays its row's); the others copied.
+    fn column_lineage(
+        &self,
+        _inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        let filled = |n: &String| {
+            self.columns.iter().flatten().any(|c| c.name == *n)
+                || (self.strategy.is_some() && self.subset.as_ref().is_none_or(|s| s.contains(n)))
+        };
+        output
+            .iter()
+            .map(|n| {
+                let how = if filled(n) {
+                    Derivation::Transformation
+                } else {
+                    Derivation::Copy
+                };
+                vec![origin(0, n, how)]
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut exprs = Vec::new();

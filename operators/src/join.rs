@@ -128,6 +128,48 @@ impl Operator for Join {
         Ok(())
     }
 
+    /// Left columns then right ones, copied; a right column whose name
+    /// the left has comes out with the suffix. A key column holds the left
+    /// key's values (the right's in a right join, either in a full join).
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        let (Some(left), Some(right)) = (inputs.first(), inputs.get(1)) else {
+            return Vec::new();
+        };
+        let (l, r, _, _) = self.keys();
+        let right_plain =
+            |n: &str| right.has(n) && (self.how == How::Cross || !r.iter().any(|k| k == n));
+        output
+            .iter()
+            .map(|n| {
+                if let Some(k) = l.iter().position(|k| k == n) {
+                    let (from_left, from_right) = (
+                        origin(0, n, Derivation::Copy),
+                        origin(1, &r[k], Derivation::Copy),
+                    );
+                    match self.how {
+                        How::Right => vec![from_right],
+                        How::Full => vec![from_left, from_right],
+                        _ => vec![from_left],
+                    }
+                } else if left.has(n) {
+                    vec![origin(0, n, Derivation::Copy)]
+                } else if right_plain(n) {
+                    vec![origin(1, n, Derivation::Copy)]
+                } else {
+                    n.strip_suffix(self.suffix.as_str())
+                        .filter(|s| right_plain(s))
+                        .map(|s| vec![origin(1, s, Derivation::Copy)])
+                        .unwrap_or_default()
+                }
+            })
+            .collect()
+    }
+
     fn build(&self, mut inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError> {
         let right = inputs.pop().expect("arity checked");
         let left = inputs.pop().expect("arity checked");

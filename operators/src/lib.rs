@@ -19,6 +19,7 @@ pub mod dtype;
 pub mod expr;
 pub mod guard;
 pub mod limits;
+pub mod lineage;
 pub mod sqlrewrite;
 pub mod sqlutil;
 mod tokens;
@@ -39,6 +40,7 @@ mod rename;
 mod select;
 mod sort;
 mod sql;
+mod sql_lineage;
 mod union;
 mod unpivot;
 
@@ -48,6 +50,7 @@ use config_error::parse_config;
 pub use config_error::{ConfigError, SerdeProblem, did_you_mean, read_serde_message};
 pub use expr::ExprKind;
 pub use limits::Limits;
+pub use lineage::{ColumnOrigins, Derivation, InputColumns, Origin};
 
 /// How many inputs an operator takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +185,15 @@ pub trait Operator: ConfigJson + Send + Sync + fmt::Debug {
     /// or looks at neighbouring rows says no (the default).
     fn row_wise(&self) -> bool {
         false
+    }
+
+    /// For each of `output`'s columns (the built frame's, in order), the
+    /// input columns it derives from ([`lineage`]). The default copies
+    /// same-named columns of the first input: right for operators that
+    /// only keep, drop or order rows or columns (filter, drop, sort, limit,
+    /// distinct, drop_nulls, assert).
+    fn column_lineage(&self, inputs: &[InputColumns], output: &[String]) -> ColumnOrigins {
+        lineage::by_name(inputs, output)
     }
 
     /// Operators that must look at their materialised output (assert) say so.

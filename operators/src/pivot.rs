@@ -52,6 +52,48 @@ impl Operator for Pivot {
         Arity::Exactly(1)
     }
 
+    /// Index columns are copied; every other output column is a cell
+    /// aggregated from the value column(s) (`{value}_{on value}` when there
+    /// are several).
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        let Some(input) = inputs.first() else {
+            return Vec::new();
+        };
+        let values: Vec<&String> = match &self.values {
+            Some(v) => v.iter().collect(),
+            None => input
+                .columns
+                .iter()
+                .filter(|c| **c != self.on && !self.index.contains(c))
+                .collect(),
+        };
+        output
+            .iter()
+            .map(|n| {
+                if self.index.contains(n) {
+                    return vec![origin(0, n, Derivation::Copy)];
+                }
+                let named: Vec<&&String> = values
+                    .iter()
+                    .filter(|v| values.len() > 1 && n.starts_with(&format!("{v}_")))
+                    .collect();
+                let from: Vec<&String> = if named.is_empty() {
+                    values.clone()
+                } else {
+                    named.into_iter().copied().collect()
+                };
+                from.into_iter()
+                    .map(|v| origin(0, v, Derivation::Aggregation))
+                    .collect()
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "index", &self.index)?;

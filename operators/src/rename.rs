@@ -35,6 +35,25 @@ impl Operator for Rename {
         Ok(())
     }
 
+    fn column_lineage(
+        &self,
+        _inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        output
+            .iter()
+            .map(|n| {
+                let old = self
+                    .mapping
+                    .iter()
+                    .find(|(_, new)| *new == n)
+                    .map_or(n.as_str(), |(old, _)| old.as_str());
+                vec![origin(0, old, Derivation::Copy)]
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         for (old, new) in &self.mapping {

@@ -67,6 +67,25 @@ impl Operator for Select {
             .collect()
     }
 
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        _output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, identity, of_expression, origin, resolver};
+        let Some(input) = inputs.first() else {
+            return Vec::new();
+        };
+        let cols = identity(input);
+        self.columns
+            .iter()
+            .map(|c| match c {
+                SelectItem::Name(n) => vec![origin(0, n, Derivation::Copy)],
+                SelectItem::Expr(e) => of_expression(&e.expr, &resolver(&cols)),
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         let mut items = Vec::with_capacity(self.columns.len());

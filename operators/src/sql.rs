@@ -64,6 +64,21 @@ impl Operator for Sql {
         self.check(Some(&table_names(inputs.iter().copied())), QueryRules::Sql)
     }
 
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name).collect();
+        match check_query(&self.query, Some(&table_names(names)), QueryRules::Sql) {
+            Ok(stmt) => crate::sql_lineage::lineage(&stmt, inputs, output),
+            Err(_) => output
+                .iter()
+                .map(|_| crate::lineage::everything(inputs))
+                .collect(),
+        }
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let names = table_names(inputs.iter().map(|i| i.name.as_str()));
         self.check(Some(&names), QueryRules::Sql)?;

@@ -26,6 +26,33 @@ impl Operator for Union {
         Arity::AtLeast(1)
     }
 
+    /// Each output column is a copy of that column of every input that
+    /// has it (all of them, unless `diagonal` fills a gap with nulls).
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        output
+            .iter()
+            .enumerate()
+            .map(|(pos, n)| {
+                inputs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, inp)| match self.how {
+                        // Vertical: by position, names may differ.
+                        How::Vertical => {
+                            inp.columns.get(pos).map(|c| origin(i, c, Derivation::Copy))
+                        }
+                        How::Diagonal => inp.has(n).then(|| origin(i, n, Derivation::Copy)),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let args = UnionArgs {
             maintain_order: true,

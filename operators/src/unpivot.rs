@@ -37,6 +37,39 @@ impl Operator for Unpivot {
         Arity::Exactly(1)
     }
 
+    /// Index columns are copied; the value column copies every unpivoted
+    /// column; the variable column holds their names, not their data.
+    fn column_lineage(
+        &self,
+        inputs: &[crate::InputColumns],
+        output: &[String],
+    ) -> crate::ColumnOrigins {
+        use crate::lineage::{Derivation, origin};
+        let Some(input) = inputs.first() else {
+            return Vec::new();
+        };
+        let on: Vec<&String> = match &self.on {
+            Some(on) => on.iter().collect(),
+            None => input
+                .columns
+                .iter()
+                .filter(|c| !self.index.contains(c))
+                .collect(),
+        };
+        output
+            .iter()
+            .map(|n| {
+                if self.index.contains(n) {
+                    vec![origin(0, n, Derivation::Copy)]
+                } else if *n == self.value_name {
+                    on.iter().map(|c| origin(0, c, Derivation::Copy)).collect()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
+    }
+
     fn build(&self, inputs: Vec<Input>, _limits: &Limits) -> Result<LazyFrame, OpError> {
         let input = one(inputs);
         require_list(&input.schema, "index", &self.index)?;

@@ -54,6 +54,9 @@ pub enum Command {
     /// What runs left in a bucket, without a database: pipelines, runs, a
     /// run's nodes, an output's rows, a diff of two runs.
     Inspect(super::inspect::InspectArgs),
+    /// A run's lineage.json, or its OpenLineage events (`--format
+    /// openlineage`), printed or POSTed to an endpoint (`--emit URL`).
+    Lineage(super::lineage::LineageArgs),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

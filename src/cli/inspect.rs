@@ -55,6 +55,13 @@ pub enum InspectCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// An output's columns (or one) traced back to source columns and
+    /// the objects they were read from.
+    Lineage {
+        run: String,
+        output: String,
+        column: Option<String>,
+    },
     /// What changed between two runs (of any pipelines).
     Diff {
         run_a: String,
@@ -206,6 +213,13 @@ async fn view(b: &Bucket, what: InspectCommand, as_json: bool) -> Result<(), Ins
             out,
         } => {
             picture(b, run, file, &format, out).await?;
+        }
+        InspectCommand::Lineage {
+            run,
+            output,
+            column,
+        } => {
+            super::lineage::columns_view(b, &run, &output, column.as_deref(), as_json).await?;
         }
         InspectCommand::Diff {
             run_a,

@@ -7,6 +7,7 @@
 
 mod args;
 mod inspect;
+mod lineage;
 mod local;
 mod render;
 mod schedule;
@@ -107,6 +108,7 @@ pub fn main() -> i32 {
             Command::Scheduler(a) => scheduler_cmd(a, config).await,
             Command::Schedule(c) => schedule::schedule_cmd(c).await,
             Command::Inspect(a) => inspect::inspect_cmd(a, config).await,
+            Command::Lineage(a) => lineage::lineage_cmd(a, config).await,
         }
     })
 }

@@ -104,6 +104,7 @@ pub(super) async fn cached_unit(
     let mut results = unit.decided.clone();
     let mut outputs = Vec::new();
     let key = meta.cache_key.clone();
+    remember_columns(ctx, &meta);
     if matches!(ctx.pipeline.nodes[root].kind, NodeKind::Output(_)) {
         match write_output(ctx, root, &meta).await {
             Ok(o) => outputs.push(o),

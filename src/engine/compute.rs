@@ -161,6 +161,14 @@ pub(super) fn compute(
             }
         }
     }
+    ctx.columns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(
+            frames
+                .iter()
+                .map(|(m, (_, s))| (*m, s.iter_names().map(|n| n.to_string()).collect())),
+        );
     let Some((root_lf, _)) = frames.get(&root).cloned() else {
         // The root did not build: members that did are fine but unused.
         for &m in running {

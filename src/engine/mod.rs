@@ -25,6 +25,7 @@ mod config;
 mod gate;
 pub mod ingest;
 mod inputs;
+mod lineage;
 mod options;
 mod persist;
 pub mod plan;
@@ -53,6 +54,7 @@ use compute::*;
 pub use config::EngineConfig;
 use gate::*;
 use inputs::*;
+use lineage::*;
 pub use options::*;
 use persist::*;
 use prepare::*;
@@ -64,7 +66,7 @@ use crate::artifacts::*;
 use crate::cache::{self, CacheMeta, SourceObject};
 use crate::error::{EngineError, NodeError, NodeErrorKind};
 use crate::hash::canonical_json;
-use crate::model::pipeline::{EdgeKind, Format, NodeKind, Pipeline};
+use crate::model::pipeline::{Edge, EdgeKind, Format, NodeKind, Pipeline};
 use crate::model::*;
 use crate::store::{ObjectMeta, ObjectStore};
 use ingest::SourceData;
@@ -106,6 +108,9 @@ struct Ctx {
     /// these before its commit marker. Each yields (node, bytes) when the
     /// entry was written.
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<Option<(usize, u64)>>>>,
+    /// Column names of every node built in this run or read from a cache
+    /// entry: what column lineage is traced over.
+    columns: std::sync::Mutex<HashMap<usize, Vec<String>>>,
 }
 
 /// What one finished node hands on.
@@ -187,6 +192,7 @@ impl Engine {
             computed: AtomicBool::new(false),
             computing: Default::default(),
             background: Default::default(),
+            columns: Default::default(),
         });
 
         let finished = schedule(ctx.clone()).await;
@@ -273,6 +279,7 @@ impl Engine {
             .await?;
         let finished_at = Utc::now();
         let meta = RunMeta {
+            format_version: FORMAT_VERSION,
             run_id: opts.run_id.clone(),
             pipeline_id: opts.pipeline_id.clone(),
             project_id: opts.project_id.clone(),

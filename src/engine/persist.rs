@@ -1,6 +1,6 @@
 //! Writing a unit's results: cache entries (in the background for
 //! intermediate checkpoints), run outputs with their schema and metadata,
-//! and the run's lineage.
+//! (the run's lineage is [`super::lineage`]).
 
 use super::*;
 
@@ -70,6 +70,7 @@ pub(super) async fn persist(
         _ => "zstd",
     };
     let mut meta = CacheMeta {
+        format_version: FORMAT_VERSION,
         cache_key: ctx.prep.keys[root].clone().unwrap_or_default(),
         node_id: node.id.clone(),
         rows,
@@ -84,6 +85,7 @@ pub(super) async fn persist(
             .collect(),
         export: w.export.as_ref().map(|(_, x)| x.clone()),
         data_version: None,
+        columns: upstream_columns(ctx, root),
     };
     if ctx.cacheable(root) {
         let prefix = cache::entry_prefix(&ctx.opts.pipeline_id, &meta.cache_key);
@@ -168,6 +170,7 @@ pub(super) async fn write_output_meta(
         .await
         .map_err(NodeError::storage)?;
     let dm = DataframeMeta {
+        format_version: FORMAT_VERSION,
         dataframe_id: node.id.clone(),
         node_id: node.id.clone(),
         run_id: ctx.opts.run_id.clone(),
@@ -188,62 +191,6 @@ pub(super) async fn write_output_meta(
         path: format!("{prefix}data.parquet"),
         rows: meta.rows,
         blake3: meta.blake3.clone(),
+        columns: None,
     })
-}
-
-pub(super) fn lineage(
-    ctx: &Ctx,
-    by_node: &HashMap<usize, Finished>,
-    outputs: Vec<LineageOutput>,
-) -> Lineage {
-    let p = &ctx.pipeline;
-    let status = |i: usize| by_node[&i].record.status;
-    let ran = |s: NodeStatus| {
-        matches!(
-            s,
-            NodeStatus::Succeeded | NodeStatus::Cached | NodeStatus::Failed
-        )
-    };
-    let edges = p
-        .edges
-        .iter()
-        .filter(|e| {
-            let src_ok = if e.kind == EdgeKind::Error {
-                status(e.source) == NodeStatus::Failed
-            } else {
-                status(e.source).has_data()
-            };
-            src_ok && ran(status(e.target))
-        })
-        .map(|e| LineageEdge {
-            edge_id: e.id.clone(),
-            source: p.nodes[e.source].id.clone(),
-            target: p.nodes[e.target].id.clone(),
-            edge_type: e.kind.name().into(),
-            source_cache_key: ctx.prep.keys[e.source].clone(),
-            target_cache_key: ctx.prep.keys[e.target].clone(),
-        })
-        .collect();
-    let mut sources = Vec::new();
-    for (i, s) in ctx.prep.sources.iter().enumerate() {
-        if let Some(Ok(objs)) = s {
-            if ran(status(i)) {
-                for (_, o) in objs {
-                    sources.push(LineageSource {
-                        node_id: p.nodes[i].id.clone(),
-                        object: o.clone(),
-                    });
-                }
-            }
-        }
-    }
-    let mut outputs = outputs;
-    outputs.sort_by(|a, b| a.dataframe_id.cmp(&b.dataframe_id));
-    Lineage {
-        run_id: ctx.opts.run_id.clone(),
-        pipeline_id: ctx.opts.pipeline_id.clone(),
-        edges,
-        sources,
-        outputs,
-    }
 }

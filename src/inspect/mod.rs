@@ -7,6 +7,7 @@
 //! by file, never a panic.
 
 pub mod diff;
+pub mod openlineage;
 pub mod picture;
 
 use std::collections::BTreeMap;

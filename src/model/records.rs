@@ -7,20 +7,33 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The format version every artifact mudrock writes carries
+/// (`formatVersion`); files written before it existed read as 1.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub fn format_version() -> u32 {
+    FORMAT_VERSION
+}
+
 /// `schema.json`: ordered columns plus Arrow's own schema.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaJson {
+    /// Version of this file's format (bumped when a field changes meaning
+    /// or goes away; new optional fields do not bump it).
+    #[serde(default = "format_version")]
+    pub format_version: u32,
     pub columns: Vec<ColumnJson>,
     /// The schema as arrow-rs reads it back from `data.parquet`, in
     /// arrow-schema's serde form.
     pub arrow: Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ColumnJson {
     pub name: String,
@@ -31,7 +44,7 @@ pub struct ColumnJson {
 }
 
 /// A copy written to `exports/` by an output node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportRecord {
     pub key: String,
@@ -43,9 +56,13 @@ pub struct ExportRecord {
 }
 
 /// A dataframe's `metadata.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataframeMeta {
+    /// Version of this file's format (bumped when a field changes meaning
+    /// or goes away; new optional fields do not bump it).
+    #[serde(default = "format_version")]
+    pub format_version: u32,
     pub dataframe_id: String,
     pub node_id: String,
     pub run_id: String,
@@ -60,7 +77,7 @@ pub struct DataframeMeta {
 }
 
 /// Per-node record in the run's `metadata.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRecord {
     pub node_id: String,
@@ -85,7 +102,7 @@ pub struct NodeRecord {
 }
 
 /// A node's state; the PostgreSQL enum `node_status`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[cfg_attr(feature = "service", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(
@@ -120,7 +137,7 @@ impl NodeStatus {
 }
 
 /// A run's state; the PostgreSQL enum `run_status`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[cfg_attr(feature = "service", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(
@@ -156,7 +173,7 @@ impl RunStatus {
 }
 
 /// What started a run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Trigger {
     /// `api` | `schedule` | `backfill` | `cli` | `retry`.
@@ -172,7 +189,7 @@ pub struct Trigger {
     pub requested_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerInfo {
     pub host: String,
@@ -180,7 +197,7 @@ pub struct WorkerInfo {
 }
 
 /// A failure that an error edge handled.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HandledFailure {
     pub node_id: String,
@@ -190,9 +207,13 @@ pub struct HandledFailure {
 }
 
 /// The run's `metadata.json`: written last, the commit marker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunMeta {
+    /// Version of this file's format (bumped when a field changes meaning
+    /// or goes away; new optional fields do not bump it).
+    #[serde(default = "format_version")]
+    pub format_version: u32,
     pub run_id: String,
     pub pipeline_id: String,
     pub project_id: String,
@@ -213,17 +234,39 @@ pub struct RunMeta {
 }
 
 /// `lineage.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lineage {
+    /// Version of this file's format (bumped when a field changes meaning
+    /// or goes away; new optional fields do not bump it).
+    #[serde(default = "format_version")]
+    pub format_version: u32,
     pub run_id: String,
     pub pipeline_id: String,
+    /// Edges data went along (an error edge: its source failed).
     pub edges: Vec<LineageEdge>,
+    /// Every other edge, with why nothing went along it.
+    #[serde(default)]
+    pub edges_not_taken: Vec<SkippedEdge>,
     pub sources: Vec<LineageSource>,
     pub outputs: Vec<LineageOutput>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// An edge no data went along.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedEdge {
+    pub edge_id: String,
+    pub source: String,
+    pub target: String,
+    pub edge_type: String,
+    /// `condition_false`, `condition_error`, `no_error` (an error edge whose
+    /// source succeeded), `source_failed`, `source_skipped`, or the
+    /// target's skip reason (`not_connected`, `cancelled`, ...).
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineageEdge {
     pub edge_id: String,
@@ -234,7 +277,7 @@ pub struct LineageEdge {
     pub target_cache_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineageSource {
     pub node_id: String,
@@ -242,13 +285,39 @@ pub struct LineageSource {
     pub object: SourceObject,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineageOutput {
     pub dataframe_id: String,
     pub path: String,
     pub rows: u64,
     pub blake3: String,
+    /// Column lineage: each column of the output, in order, with the source
+    /// columns it derives from. Absent when it could not be told (a cache
+    /// entry written before mudrock recorded columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<ColumnLineage>>,
+}
+
+/// One output column's origins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnLineage {
+    pub name: String,
+    /// Sorted by node then column; empty for a column made from nothing
+    /// read (a constant, `count(*)`, an error edge's fields).
+    pub sources: Vec<SourceColumn>,
+}
+
+/// A column of an ingestion node, and how an output column derives from it
+/// along the whole path (the strongest step: copy < transformation <
+/// aggregation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceColumn {
+    pub node_id: String,
+    pub column: String,
+    pub derivation: mudrock_operators::Derivation,
 }
 
 /// Pretty JSON with a trailing newline.
@@ -259,7 +328,7 @@ pub fn to_json<T: Serialize>(v: &T) -> bytes::Bytes {
 }
 
 /// A source object as hashed for the key and recorded in lineage.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceObject {
     pub key: String,

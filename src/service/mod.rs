@@ -3,11 +3,13 @@
 //! that take jobs and run the engine, [`runs`] (every run-state change,
 //! fenced, in one place), [`pipelines`] (saving and submitting
 //! pipelines, shared by the CLI and the API), the [`scheduler`] that fires
-//! recurring runs and the [`schedules`] it fires.
+//! recurring runs and the [`schedules`] it fires, and the
+//! [`lineage_sink`] that sends OpenLineage events.
 
 pub mod backfills;
 pub mod db;
 pub mod files;
+pub mod lineage_sink;
 pub mod pipelines;
 pub mod projects;
 pub mod queue;

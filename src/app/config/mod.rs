@@ -55,6 +55,10 @@
 //! max_page = 100
 //! max_preview_rows = 1000
 //! rate_limit_per_minute = 0  # per user; 0 = off
+//! [lineage]                  # OpenLineage events of finished runs
+//! url = "http://marquez:5000/api/v1/lineage"   # none: no events
+//! api_key = "..."            # sent as a bearer token
+//! timeout_ms = 5000
 //! [api.jwt]
 //! hs256_secret = "..."       # and/or jwks_file / pem_file (ES256, RS256)
 //! audience = ["authenticated"]
@@ -86,6 +90,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub api: crate::api::config::ApiConfig,
     pub scheduler: crate::service::scheduler::SchedulerConfig,
+    pub lineage: crate::service::lineage_sink::LineageConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +193,7 @@ impl From<Config> for WorkerSettings {
             engine: c.engine,
             store: c.store,
             limits: c.limits,
+            lineage: c.lineage,
         }
     }
 }

@@ -74,4 +74,6 @@ pub struct WorkerSettings {
     pub engine: crate::engine::EngineConfig,
     pub store: crate::store::StoreConfig,
     pub limits: crate::limits::DocLimits,
+    /// Where finished runs' OpenLineage events go.
+    pub lineage: crate::service::lineage_sink::LineageConfig,
 }

@@ -160,6 +160,21 @@ impl Worker {
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
         let mut backoff = self.backoff().build();
+        let bucket = self.config.store.bucket(Some(&row.project_id.to_string()));
+        let scheduled = row
+            .scheduled_for
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut lineage_start = self.lineage.as_ref().map(|e| {
+            let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let event = crate::inspect::openlineage::run_start(
+                &row.project_id.to_string(),
+                &row.pipeline_id.to_string(),
+                &run_id.to_string(),
+                &started,
+                scheduled.as_deref(),
+            );
+            crate::service::lineage_sink::spawn_event(e, event, None)
+        });
         loop {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
@@ -201,6 +216,22 @@ impl Worker {
                         }
                         return self.release(run_id, attempt).await;
                     }
+                    if let Some(e) = &self.lineage {
+                        let b = crate::inspect::Bucket {
+                            store: self.engine.store().clone(),
+                            name: bucket.clone(),
+                        };
+                        let run = crate::inspect::RunRef {
+                            pipeline_id: row.pipeline_id.to_string(),
+                            run_id: run_id.to_string(),
+                        };
+                        crate::service::lineage_sink::spawn_finished(
+                            e,
+                            b,
+                            run,
+                            lineage_start.take(),
+                        );
+                    }
                     return self
                         .finish(run_id, attempt, r.meta.status, r.meta.error.clone())
                         .await;
@@ -212,6 +243,23 @@ impl Worker {
                     let delay = if retry { backoff.next() } else { None };
                     let Some(delay) = delay else {
                         let fault = e.fault();
+                        if let Some(em) = &self.lineage {
+                            let at = chrono::Utc::now()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                            let event = crate::inspect::openlineage::run_failed(
+                                &row.project_id.to_string(),
+                                &row.pipeline_id.to_string(),
+                                &run_id.to_string(),
+                                &at,
+                                scheduled.as_deref(),
+                                &e.to_string(),
+                            );
+                            crate::service::lineage_sink::spawn_event(
+                                em,
+                                event,
+                                lineage_start.take(),
+                            );
+                        }
                         tracing::warn!(worker = %self.id, run_id = %run_id, attempt, ?fault, error = %e, "run failed");
                         return self
                             .finish(run_id, attempt, RunStatus::Failed, Some(e.to_string()))

@@ -100,6 +100,8 @@ pub struct Worker {
     handback: CancellationToken,
     /// Times the loop looked for work (free slots or not).
     claim_rounds: Arc<std::sync::atomic::AtomicU64>,
+    /// Where runs' OpenLineage events go, if anywhere.
+    lineage: Option<crate::service::lineage_sink::Emitter>,
 }
 
 /// What a worker is doing, for health checks and tests.
@@ -125,10 +127,17 @@ impl Worker {
             let tag = Uuid::now_v7().simple().to_string();
             format!("{host}-{}-{}", std::process::id(), &tag[tag.len() - 8..])
         });
+        let config: WorkerSettings = config.into();
+        let lineage = crate::service::lineage_sink::Emitter::from_config(&config.lineage)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "no openlineage events will be sent");
+                None
+            });
         Worker {
             pool,
             engine,
-            config: Arc::new(config.into()),
+            lineage,
+            config: Arc::new(config),
             ctx: WorkerContext::new(&id),
             id,
             held: Arc::default(),
