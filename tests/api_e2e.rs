@@ -196,6 +196,27 @@ async fn flow(api: &Api) {
     }
     let (status, meta, _) = get(format!("/v1/runs/{run}/metadata.json")).await;
     assert_eq!((status, meta["status"].as_str()), (200, Some("succeeded")));
+    // Its OpenLineage events: the run's START first, COMPLETE last, with
+    // the output's column lineage.
+    let (status, events, _) = get(format!("/v1/runs/{run}/openlineage")).await;
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().unwrap();
+    assert_eq!(events[0]["eventType"], "START");
+    assert_eq!(events[0]["run"]["runId"], json!(run));
+    let last = events.last().unwrap();
+    assert_eq!(last["eventType"], "COMPLETE");
+    let out = &last["outputs"][0];
+    assert!(
+        out["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("outputs/out/data.parquet"),
+        "{out}"
+    );
+    assert!(
+        out["facets"]["columnLineage"]["fields"].is_object(),
+        "{out}"
+    );
     let (status, list, _) = get(format!("/v1/projects/{project}/runs?status=succeeded")).await;
     assert_eq!(
         (status, list["items"].as_array().map(Vec::len)),

@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use mudrock::inspect::openlineage::{self, RunArtifacts};
 use mudrock::inspect::{Bucket, RunRef};
 use mudrock::model::{Lineage, RunMeta};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// The example's column lineage, written by hand from its configs: output
 /// column → (source node, column, derivation).
@@ -461,36 +459,6 @@ async fn scheduled_failed_and_cancelled_runs_carry_their_facets() {
         assert_eq!(last["inputs"][0]["namespace"], json!("s3://project-local"));
         assert_eq!(last["inputs"][0]["name"], json!("shared/sales/orders.csv"));
     }
-}
-
-/// An OpenLineage endpoint on a real socket: records what it accepts,
-/// answers `fail_first` requests with 503 and everything with `status`
-/// once those are spent.
-async fn endpoint(fail_first: usize, status: u16) -> (String, Arc<Mutex<Vec<Value>>>) {
-    use axum::http::StatusCode;
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (g, s) = (got.clone(), seen.clone());
-    let app = axum::Router::new().route(
-        "/api/v1/lineage",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let (g, s) = (g.clone(), s.clone());
-            async move {
-                if s.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
-                    return StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let code = StatusCode::from_u16(status).unwrap();
-                if code.is_success() {
-                    g.lock().unwrap().push(v);
-                }
-                code
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/api/v1/lineage"), got)
 }
 
 async fn cli(args: Vec<String>) -> std::process::Output {

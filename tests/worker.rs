@@ -2,7 +2,8 @@
 //! per test: triggering (atomic, idempotent), execution with node states,
 //! pipeline errors failing at once, transient failures retried, cancellation,
 //! maxConcurrentRuns, graceful shutdown, and a worker killed with SIGKILL in
-//! the middle of a run being taken over by another.
+//! the middle of a run being taken over by another; and each run's
+//! OpenLineage events sent to a `[lineage]` endpoint.
 
 mod common;
 
@@ -903,11 +904,19 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     let nodes = runs::node_states(&mut conn, run).await.unwrap();
     let hits = nodes.iter().filter(|n| n.cache_hit).count();
     assert!(hits >= 2, "{nodes:?}");
-    let job: String = sqlx::query_scalar("SELECT status FROM apalis.jobs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(job, "Done");
+    // The job is completed just after the run row is final: wait for it.
+    let start = Instant::now();
+    loop {
+        let job: String = sqlx::query_scalar("SELECT status FROM apalis.jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if job == "Done" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "job still {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[sqlx::test(migrations = false)]
@@ -994,4 +1003,73 @@ async fn a_worker_runs_no_more_than_its_concurrency(_p: PgPoolOptions, opts: PgC
         );
     }
     w.stop().unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_sends_each_run_s_openlineage_events(_p: PgPoolOptions, opts: PgConnectOptions) {
+    let (url, got) = common::endpoint(1, 200).await;
+    let Fx {
+        pool,
+        cfg,
+        local: store,
+        p,
+        dir: _dir,
+    } = fixture(&opts, None, |c| {
+        c.lineage.url = Some(url);
+        c.lineage.retry.min_delay_ms = 10;
+    })
+    .await;
+    let pl = save(&pool, p.id, &small_pipeline()).await;
+    let run = trigger(&pool, pl).await;
+    let w = Running::start(&opts, store.clone(), cfg.clone(), "w1");
+    let row = wait_finished(&pool, run, Duration::from_secs(60)).await;
+    assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
+    // Sent in the background: wait for the run's COMPLETE.
+    let start = Instant::now();
+    let events = loop {
+        let events = got.lock().unwrap().clone();
+        if events
+            .iter()
+            .any(|e| e["eventType"] == "COMPLETE" && e["run"]["runId"] == json!(run))
+        {
+            break events;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no COMPLETE for {run}: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    w.stop().unwrap();
+    // The START went first (sent as the run started, after one 503), once;
+    // then a START and COMPLETE per node, under the run; the run's end last.
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap().into(),
+                e["job"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds[0], ("START".into(), pl.to_string()));
+    assert_eq!(
+        kinds.last().unwrap(),
+        &("COMPLETE".to_string(), pl.to_string())
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == ("START".to_string(), pl.to_string()))
+            .count(),
+        1
+    );
+    assert_eq!(events.len(), 2 + 2 * 6, "{kinds:?}");
+    assert_eq!(
+        events[0]["job"]["namespace"],
+        json!(format!("mudrock.{}", p.id))
+    );
+    for e in &events[1..events.len() - 1] {
+        assert_eq!(e["run"]["facets"]["parent"]["run"]["runId"], json!(run));
+    }
 }

@@ -25,6 +25,7 @@ mod permissions;
 mod pipeline_tools;
 mod pipelines;
 mod projects;
+mod run_lineage;
 mod runs;
 mod schedule_tools;
 mod schedules;
@@ -131,6 +132,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(pipelines::routes())
         .merge(pipeline_tools::routes())
         .merge(runs::routes())
+        .merge(run_lineage::routes())
         .merge(schedules::routes())
         .merge(schedule_tools::routes())
         .merge(outputs::routes())

@@ -312,7 +312,11 @@ pub(super) struct Artifact {
 }
 
 /// The run's folder in the bucket and its project's bucket.
-async fn run_folder(s: &AppState, caller: &Caller, id: Uuid) -> ApiResult<(String, String)> {
+pub(super) async fn run_folder(
+    s: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> ApiResult<(String, String)> {
     let mut tx = begin_as(&s.pool, caller).await?;
     let run = visible_run(&mut tx, id).await?;
     tx.commit().await?;

@@ -297,3 +297,36 @@ impl ObjectStore for HookedStore {
         self.inner.local_path(b, k)
     }
 }
+
+/// An OpenLineage endpoint on a real socket: records what it accepts,
+/// answers `fail_first` requests with 503 and everything with `status`
+/// once those are spent.
+pub async fn endpoint(
+    fail_first: usize,
+    status: u16,
+) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::http::StatusCode;
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g, s) = (got.clone(), seen.clone());
+    let app = axum::Router::new().route(
+        "/api/v1/lineage",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                if s.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let code = StatusCode::from_u16(status).unwrap();
+                if code.is_success() {
+                    g.lock().unwrap().push(v);
+                }
+                code
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/api/v1/lineage"), got)
+}
