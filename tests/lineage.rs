@@ -462,12 +462,17 @@ async fn scheduled_failed_and_cancelled_runs_carry_their_facets() {
 }
 
 async fn cli(args: Vec<String>) -> std::process::Output {
+    cli_with(args, None).await
+}
+
+async fn cli_with(args: Vec<String>, lineage_url: Option<String>) -> std::process::Output {
     // The endpoint runs on this test's runtime: wait off its threads.
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_mudrock"))
             .args(args)
             .env("RUST_LOG", "off")
             .env("MUDROCK_LINEAGE__RETRY__MIN_DELAY_MS", "10")
+            .envs(lineage_url.map(|u| ("MUDROCK_LINEAGE__URL", u)))
             .output()
             .unwrap()
     })
@@ -536,4 +541,37 @@ async fn emit_posts_every_event_and_retries_a_failing_endpoint() {
     let out = cli(base(&["--emit", "file:///etc/passwd"])).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http:// or https:// URL"));
+}
+
+#[tokio::test]
+async fn a_cli_run_sends_its_events_when_lineage_is_configured() {
+    let env = Env::new();
+    env.copy_example_data();
+    let (url, got) = endpoint(0, 200).await;
+    let pipeline =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sales/pipeline.json");
+    let args: Vec<String> = [
+        "run",
+        &pipeline.display().to_string(),
+        "--store",
+        &env.dir.path().display().to_string(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = cli_with(args, Some(url)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = got.lock().unwrap().clone();
+    assert_eq!(events.first().unwrap()["eventType"], "START");
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["eventType"].as_str(), &last["run"]["runId"]),
+        (Some("COMPLETE"), &meta["runId"])
+    );
 }

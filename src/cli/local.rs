@@ -162,7 +162,7 @@ pub(super) async fn run(a: RunArgs, config: Config) -> i32 {
     });
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let progress = tokio::spawn(progress_display(rx, pipeline.clone(), show_progress));
-    let engine = config.engine(store);
+    let engine = config.engine(store.clone());
     let bucket = opts.bucket.clone();
     // The engine holds the only event sender: the display ends with the run.
     let result = engine.run(pipeline, opts).await;
@@ -175,6 +175,7 @@ pub(super) async fn run(a: RunArgs, config: Config) -> i32 {
                 print_summary(&r.meta);
                 println!("artifacts: {}", location(&config, &bucket, &r.run_prefix));
             }
+            emit_lineage(&config, store, &bucket, &r.meta).await;
             match r.meta.status {
                 RunStatus::Succeeded => 0,
                 _ => 1,
@@ -184,6 +185,39 @@ pub(super) async fn run(a: RunArgs, config: Config) -> i32 {
             eprintln!("error: {e}");
             3
         }
+    }
+}
+
+/// With `[lineage] url` set: the run's OpenLineage events, sent before
+/// the command returns. A failure is a warning; the run's outcome stands.
+async fn emit_lineage(
+    config: &Config,
+    store: std::sync::Arc<dyn crate::store::ObjectStore>,
+    bucket: &str,
+    meta: &crate::model::RunMeta,
+) {
+    let emitter = match crate::service::lineage_sink::Emitter::from_config(&config.lineage) {
+        Ok(Some(e)) => e,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            return;
+        }
+    };
+    let b = crate::inspect::Bucket {
+        store,
+        name: bucket.to_string(),
+    };
+    let run = crate::inspect::RunRef {
+        pipeline_id: meta.pipeline_id.clone(),
+        run_id: meta.run_id.clone(),
+    };
+    let sent = match crate::inspect::openlineage::for_run(&b, &run).await {
+        Ok(events) => emitter.send_all(&events).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
+        eprintln!("warning: openlineage events not sent: {e}");
     }
 }
 

@@ -135,6 +135,7 @@ impl Config {
                         "worker",
                         "api",
                         "scheduler",
+                        "lineage",
                     ]
                     .iter()
                     .any(|s| section.eq_ignore_ascii_case(s))
