@@ -23,62 +23,12 @@ use serde_json::{Value, json};
 
 use crate::model::{Lineage, NodeStatus, RunMeta, RunStatus, SchemaJson};
 
-/// Where event and facet schemas live: the spec version mudrock emits.
-pub const SPEC: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json";
+mod datasets;
+mod facets;
 
-/// Each facet mudrock emits, with the versioned schema it follows.
-const FACETS: &[(&str, &str)] = &[
-    (
-        "schema",
-        "1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet",
-    ),
-    (
-        "dataSource",
-        "1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet",
-    ),
-    (
-        "columnLineage",
-        "1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet",
-    ),
-    (
-        "outputStatistics",
-        "1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet",
-    ),
-    (
-        "jobType",
-        "2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
-    ),
-    ("sql", "1-1-0/SQLJobFacet.json#/$defs/SQLJobFacet"),
-    (
-        "errorMessage",
-        "1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
-    ),
-    (
-        "nominalTime",
-        "1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet",
-    ),
-    ("parent", "1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"),
-];
-
-fn producer() -> String {
-    format!(
-        "https://github.com/mudrock/mudrock/tree/v{}",
-        env!("CARGO_PKG_VERSION")
-    )
-}
-
-/// A facet: its fields plus `_producer` and `_schemaURL`.
-fn facet(name: &str, fields: Value) -> Value {
-    let schema = FACETS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| format!("https://openlineage.io/spec/facets/{s}"))
-        .unwrap_or_default();
-    let mut f = fields;
-    f["_producer"] = json!(producer());
-    f["_schemaURL"] = json!(schema);
-    f
-}
+use datasets::{dataset, output_dataset};
+pub use facets::SPEC;
+use facets::{facet, producer};
 
 /// How objects of the run's bucket are named: `(namespace, name)` of a key.
 pub type Namer<'a> = dyn Fn(&str) -> (String, String) + 'a;
@@ -351,72 +301,6 @@ fn bare_run_event(
         "inputs": [],
         "outputs": [],
     })
-}
-
-/// A dataset with its `dataSource` facet and any others given.
-fn dataset(name: &Namer, key: &str, facets: Value) -> Value {
-    let (ns, n) = name(key);
-    let uri = if ns == "file" {
-        "file:///".to_string()
-    } else {
-        ns.clone()
-    };
-    let mut f = json!({ "dataSource": facet("dataSource", json!({ "name": ns, "uri": uri })) });
-    if let Value::Object(x) = facets {
-        for (k, v) in x {
-            f[k] = v;
-        }
-    }
-    json!({ "namespace": ns, "name": n, "facets": f })
-}
-
-/// An output dataset: schema, column lineage (to the source objects of
-/// each source column's node), row count and size.
-fn output_dataset(
-    a: &RunArtifacts,
-    l: &Lineage,
-    name: &Namer,
-    o: &crate::model::LineageOutput,
-) -> Value {
-    let mut facets = json!({});
-    if let Some(s) = a.schemas.get(&o.dataframe_id) {
-        let fields: Vec<Value> = s
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| json!({ "name": c.name, "type": c.dtype, "ordinal_position": i + 1 }))
-            .collect();
-        facets["schema"] = facet("schema", json!({ "fields": fields }));
-    }
-    if let Some(cols) = &o.columns {
-        let mut fields = serde_json::Map::new();
-        for c in cols {
-            let mut inputs = Vec::new();
-            for s in &c.sources {
-                for obj in l.sources.iter().filter(|x| x.node_id == s.node_id) {
-                    let (ns, n) = name(&obj.object.key);
-                    let subtype = match s.derivation {
-                        mudrock_operators::Derivation::Copy => "IDENTITY",
-                        mudrock_operators::Derivation::Transformation => "TRANSFORMATION",
-                        mudrock_operators::Derivation::Aggregation => "AGGREGATION",
-                    };
-                    inputs.push(json!({
-                        "namespace": ns,
-                        "name": n,
-                        "field": s.column,
-                        "transformations": [{ "type": "DIRECT", "subtype": subtype }],
-                    }));
-                }
-            }
-            fields.insert(c.name.clone(), json!({ "inputFields": inputs }));
-        }
-        facets["columnLineage"] = facet("columnLineage", json!({ "fields": fields }));
-    }
-    let mut d = dataset(name, &o.path, facets);
-    d["outputFacets"] = json!({
-        "outputStatistics": facet("outputStatistics", json!({ "rowCount": o.rows, "fileCount": 1 })),
-    });
-    d
 }
 
 /// An RFC 3339 time plus some milliseconds (the time itself when it does
