@@ -575,3 +575,53 @@ async fn a_cli_run_sends_its_events_when_lineage_is_configured() {
         (Some("COMPLETE"), &meta["runId"])
     );
 }
+
+#[tokio::test]
+async fn bad_lineage_requests_say_what_is_wrong() {
+    let env = Env::new();
+    env.copy_example_data();
+    let r = env.run(&example()).await;
+    let store = env.dir.path().display().to_string();
+    let run = r.meta.run_id.clone();
+    let fails = |args: &[&str]| {
+        // After the command (`inspect --store DIR lineage ...`).
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.splice(1..1, ["--store".to_string(), store.clone()]);
+        async move {
+            let out = cli(a).await;
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, err) = fails(&["inspect", "lineage", &run, "nope"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("has no output \"nope\" (it has: customer_issues, large_orders_out, sales_by_region, top_customers_out)"), "{err}");
+    let (code, err) = fails(&["inspect", "lineage", &run, "sales_by_region", "nope"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("output \"sales_by_region\" has no column \"nope\" (it has: region, month, revenue, orders)"), "{err}");
+    let (code, err) = fails(&["lineage", &run, "--format", "xml"]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--format xml is not one of lineage, openlineage"),
+        "{err}"
+    );
+    let (code, err) = fails(&["lineage", "01a2366d-0000-7000-8000-000000000000"]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no run 01a2366d-0000-7000-8000-000000000000"),
+        "{err}"
+    );
+
+    // A damaged lineage.json is named; a run without its commit marker is
+    // incomplete, never read as finished.
+    env.put(&format!("{}lineage.json", r.run_prefix), b"{\"runId\": ");
+    let (code, err) = fails(&["lineage", &run, "--format", "openlineage"]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("lineage.json is damaged"), "{err}");
+    std::fs::remove_file(env.path(&format!("{}metadata.json", r.run_prefix))).unwrap();
+    let (code, err) = fails(&["lineage", &run]).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&format!("run {run} is incomplete")), "{err}");
+}
