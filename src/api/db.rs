@@ -3,12 +3,38 @@
 //! row-level security decides what the caller sees and may change. The API
 //! has no permission check of its own.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::auth::Caller;
 use super::error::ApiError;
 
-pub type Tx = Transaction<'static, Postgres>;
+/// The caller's transaction. Committing it also appends the call's audit
+/// row, in the same transaction ([`super::audit`]).
+pub struct Tx(Transaction<'static, Postgres>);
+
+impl Tx {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        super::audit::record_in(&mut self.0).await?;
+        self.0.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.0.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0
+    }
+}
 
 /// Begins the caller's transaction.
 pub async fn begin_as(pool: &PgPool, caller: &Caller) -> Result<Tx, ApiError> {
@@ -21,5 +47,5 @@ pub async fn begin_as(pool: &PgPool, caller: &Caller) -> Result<Tx, ApiError> {
     .bind(caller.claims.to_string())
     .execute(&mut *tx)
     .await?;
-    Ok(tx)
+    Ok(Tx(tx))
 }

@@ -9,6 +9,8 @@
 //! row-level security is the one place that decides who may do what.
 //! Handlers are thin: the SQL lives in `service`, shared with the CLI.
 
+pub mod audit;
+mod audit_trail;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -26,6 +28,7 @@ mod pipeline_tools;
 mod pipelines;
 mod projects;
 mod run_lineage;
+mod run_pins;
 mod runs;
 mod schedule_tools;
 mod schedules;
@@ -128,11 +131,13 @@ impl utoipa::Modify for BearerAuth {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(projects::routes())
+        .merge(audit_trail::routes())
         .merge(permissions::routes())
         .merge(pipelines::routes())
         .merge(pipeline_tools::routes())
         .merge(runs::routes())
         .merge(run_lineage::routes())
+        .merge(run_pins::routes())
         .merge(schedules::routes())
         .merge(schedule_tools::routes())
         .merge(outputs::routes())
@@ -179,6 +184,7 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .merge(streams)
         // After routing, so the route template is known.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::track))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body))

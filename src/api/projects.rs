@@ -79,6 +79,7 @@ async fn create(
         &settings,
     )
     .await?;
+    super::audit::note_project(id);
     let row = visible(&mut tx, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(row)))

@@ -57,6 +57,12 @@ pub enum Command {
     /// A run's lineage.json, or its OpenLineage events (`--format
     /// openlineage`), printed or POSTed to an endpoint (`--emit URL`).
     Lineage(super::lineage::LineageArgs),
+    /// The audit trail: `verify` recomputes its hash chains.
+    #[command(subcommand)]
+    Audit(super::audit::AuditCommand),
+    /// Apply the projects' retention policies: expired runs, unused cache
+    /// entries, old scratch (`--dry-run` to see what would go).
+    Gc(super::gc::GcArgs),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,8 @@
 //! is invalid (or the command line is); 3 storage or internal errors.
 
 mod args;
+mod audit;
+mod gc;
 mod inspect;
 mod lineage;
 mod local;
@@ -109,6 +111,8 @@ pub fn main() -> i32 {
             Command::Schedule(c) => schedule::schedule_cmd(c).await,
             Command::Inspect(a) => inspect::inspect_cmd(a, config).await,
             Command::Lineage(a) => lineage::lineage_cmd(a, config).await,
+            Command::Audit(c) => audit::audit_cmd(c).await,
+            Command::Gc(a) => gc::gc_cmd(a, config).await,
         }
     })
 }

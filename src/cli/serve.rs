@@ -2,7 +2,8 @@
 //! (or any of them, with `--roles`), sharing the database pool and the
 //! store. SIGTERM or SIGINT stops them gracefully: the API stops accepting
 //! and drains its requests, the worker stops claiming and finishes or
-//! hands back runs, the scheduler finishes its pass.
+//! hands back runs, the scheduler finishes its pass. The scheduler role also
+//! collects garbage every `[gc] interval_minutes`.
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -48,11 +49,19 @@ pub(super) async fn serve_cmd(a: ServeArgs, mut config: Config) -> i32 {
     }
     if a.roles.contains(&Role::Scheduler) {
         let scheduler = super::service::scheduler(pool.clone(), &config, None);
-        let stop = stop.clone();
+        let stop2 = stop.clone();
         tasks.spawn(async move {
-            scheduler.run(stop.cancelled_owned()).await;
+            scheduler.run(stop2.cancelled_owned()).await;
             Ok(())
         });
+        // Retention runs on the same timer duty (`[gc] interval_minutes`).
+        tokio::spawn(crate::service::gc::periodic(
+            pool.clone(),
+            store.clone(),
+            config.store.clone(),
+            config.gc.clone(),
+            stop.clone(),
+        ));
     }
     if a.roles.contains(&Role::Worker) {
         let worker =

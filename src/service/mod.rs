@@ -6,9 +6,11 @@
 //! recurring runs and the [`schedules`] it fires, and the
 //! [`lineage_sink`] that sends OpenLineage events.
 
+pub mod audit;
 pub mod backfills;
 pub mod db;
 pub mod files;
+pub mod gc;
 pub mod lineage_sink;
 pub mod pipelines;
 pub mod projects;

@@ -79,6 +79,7 @@ struct Settings {
     storage_quota: Option<u64>,
     allowed_file_types: Option<Vec<String>>,
     auto_save: Option<bool>,
+    retention: Option<serde_json::Value>,
 }
 
 /// Checks a project's settings: known keys with the right types and
@@ -110,6 +111,9 @@ pub fn check_settings(v: &Value) -> Result<(), String> {
                 "allowedFileTypes: \"{t}\" is not a file extension (letters and digits, no dot)"
             ));
         }
+    }
+    if s.retention.is_some() {
+        crate::service::gc::retention::Retention::from_settings(v)?;
     }
     let _ = (s.storage_quota, s.auto_save);
     Ok(())

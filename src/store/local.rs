@@ -72,6 +72,7 @@ fn meta(key: &str, m: &std::fs::Metadata) -> ObjectMeta {
         key: key.to_string(),
         size: m.len(),
         version: format!("{}-{nanos}", m.ino()),
+        modified: chrono::DateTime::from_timestamp(m.mtime(), m.mtime_nsec() as u32),
     }
 }
 

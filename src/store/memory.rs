@@ -52,6 +52,7 @@ impl Inner {
             key: key.into(),
             size,
             version: format!("v{v}"),
+            modified: None,
         }
     }
 }
@@ -95,6 +96,7 @@ impl ObjectStore for MemoryStore {
                 key: key.into(),
                 size: data.len() as u64,
                 version: format!("v{v}"),
+                modified: None,
             },
             data: Some(data.clone()),
         }))
@@ -109,6 +111,7 @@ impl ObjectStore for MemoryStore {
                 key: key.into(),
                 size: b.len() as u64,
                 version: format!("v{v}"),
+                modified: None,
             })
             .ok_or_else(|| StoreError::NotFound {
                 bucket: bucket.into(),
@@ -129,6 +132,7 @@ impl ObjectStore for MemoryStore {
                 key: k.clone(),
                 size: d.len() as u64,
                 version: format!("v{v}"),
+                modified: None,
             })
             .collect())
     }

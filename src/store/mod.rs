@@ -44,6 +44,9 @@ pub struct ObjectMeta {
     /// modification time in nanoseconds on disk. Used by the source hash
     /// index to skip re-reading unchanged sources.
     pub version: String,
+    /// When it was last written, where the store says (listings, HEAD):
+    /// what garbage collection judges age by. None where unknown.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A source object as hashed: the version the run's keys cover.
@@ -53,6 +56,7 @@ impl From<&crate::model::SourceObject> for ObjectMeta {
             key: o.key.clone(),
             size: o.size,
             version: o.version.clone(),
+            modified: None,
         }
     }
 }

@@ -55,6 +55,10 @@
 //! max_page = 100
 //! max_preview_rows = 1000
 //! rate_limit_per_minute = 0  # per user; 0 = off
+//! [gc]                       # retention: `mudrock gc`, and serve every interval
+//! interval_minutes = 60      # 0: serve does not collect
+//! cache_unused_days = 30     # where a project's retention does not say
+//! temp_max_age_hours = 24
 //! [lineage]                  # OpenLineage events of finished runs
 //! url = "http://marquez:5000/api/v1/lineage"   # none: no events
 //! api_key = "..."            # sent as a bearer token
@@ -91,6 +95,7 @@ pub struct Config {
     pub api: crate::api::config::ApiConfig,
     pub scheduler: crate::service::scheduler::SchedulerConfig,
     pub lineage: crate::service::lineage_sink::LineageConfig,
+    pub gc: crate::service::gc::GcConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +141,7 @@ impl Config {
                         "api",
                         "scheduler",
                         "lineage",
+                        "gc",
                     ]
                     .iter()
                     .any(|s| section.eq_ignore_ascii_case(s))

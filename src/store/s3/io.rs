@@ -121,6 +121,7 @@ impl ObjectWriter for S3Writer {
                 key: self.key.clone(),
                 size: self.written,
                 version: etag(out.e_tag()),
+                modified: None,
             });
         };
         if !rest.is_empty() {
@@ -143,6 +144,7 @@ impl ObjectWriter for S3Writer {
             key: self.key.clone(),
             size: self.written,
             version: etag(out.e_tag()),
+            modified: None,
         })
     }
 

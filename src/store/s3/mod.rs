@@ -150,6 +150,7 @@ impl ObjectStore for S3Store {
             key: key.into(),
             size,
             version: etag(out.e_tag()),
+            modified: None,
         })
     }
 
@@ -172,6 +173,7 @@ impl ObjectStore for S3Store {
                 key: key.into(),
                 size: out.content_length().unwrap_or(0) as u64,
                 version: etag(out.e_tag()),
+                modified: time(out.last_modified()),
             },
             body: out.body,
             bucket: bucket.into(),
@@ -212,6 +214,7 @@ impl ObjectStore for S3Store {
             key: key.into(),
             size: out.content_length().unwrap_or(0) as u64,
             version: etag(out.e_tag()),
+            modified: time(out.last_modified()),
         })
     }
 
@@ -233,6 +236,7 @@ impl ObjectStore for S3Store {
                     key: o.key().unwrap_or_default().to_string(),
                     size: o.size().unwrap_or(0) as u64,
                     version: etag(o.e_tag()),
+                    modified: time(o.last_modified()),
                 });
             }
             match (page.is_truncated(), page.next_continuation_token()) {
@@ -321,6 +325,7 @@ impl ObjectStore for S3Store {
                 key: key.into(),
                 size,
                 version: etag(out.e_tag()),
+                modified: None,
             });
         }
         // Larger files stream through the multipart writer, one part in memory.
@@ -352,4 +357,9 @@ impl ObjectStore for S3Store {
         }
         w.finish().await
     }
+}
+
+/// An S3 time as chrono's.
+fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
