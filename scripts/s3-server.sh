@@ -121,6 +121,11 @@ keyring = $dir/keyring
 keyring = $dir/rgw/keyring
 rgw_frontends = beast endpoint=127.0.0.1:$port
 rgw_dns_name = 127.0.0.1
+# Server-side encryption for the tests: SSE-C without TLS between the
+# proxy and the gateway, SSE-KMS with a test key (never for production).
+rgw_crypt_require_ssl = false
+rgw_crypt_s3_kms_backend = testing
+rgw_crypt_s3_kms_encryption_keys = mudrock-test=Wk3rMcM9MuF3O7vWQ6oYSYvjv+1iW9wLp07xDvOrQ5E=
 EOF
   ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool --create-keyring "$dir/keyring" --gen-key -n client.admin \

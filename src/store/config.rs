@@ -93,6 +93,17 @@ pub struct S3Config {
     pub checksums_when_required: bool,
     /// Multipart part size in bytes (S3's minimum is 5 MiB).
     pub part_size: usize,
+    /// Server-side encryption of every object mudrock writes: "none",
+    /// "AES256" (SSE-S3), "aws:kms" (SSE-KMS) or "customer" (SSE-C).
+    pub sse: SseMode,
+    /// SSE-KMS: the key (none: the bucket's default KMS key).
+    pub sse_kms_key_id: Option<String>,
+    /// SSE-C: the 32-byte key, base64 (better set through
+    /// MUDROCK_STORE__S3__SSE_CUSTOMER_KEY than in a file).
+    pub sse_customer_key: Option<String>,
+    /// PEM file of the CA(s) an https endpoint's certificate chains to,
+    /// trusted besides the system's roots.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Default for S3Config {
@@ -105,6 +116,24 @@ impl Default for S3Config {
             force_path_style: true,
             checksums_when_required: true,
             part_size: 16 << 20,
+            sse: Default::default(),
+            sse_kms_key_id: None,
+            sse_customer_key: None,
+            ca_bundle: None,
         }
     }
+}
+
+/// `store.s3.sse`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SseMode {
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "aws:kms")]
+    Kms,
+    #[serde(rename = "customer")]
+    Customer,
 }

@@ -27,7 +27,7 @@ mod retry;
 #[cfg(feature = "service")]
 mod s3;
 
-pub use config::{S3Config, StoreConfig, StoreKind};
+pub use config::{S3Config, SseMode, StoreConfig, StoreKind};
 pub use local::LocalStore;
 #[cfg(any(test, feature = "test-support"))]
 pub use memory::MemoryStore;

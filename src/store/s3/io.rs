@@ -49,6 +49,7 @@ pub(super) struct S3Writer {
     pub(super) upload_id: Option<String>,
     pub(super) parts: Vec<CompletedPart>,
     pub(super) written: u64,
+    pub(super) sse: super::sse::Sse,
 }
 
 impl S3Writer {
@@ -61,28 +62,32 @@ impl S3Writer {
 
     async fn upload_part(&mut self, data: Bytes) -> Result<()> {
         if self.upload_id.is_none() {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
-            self.upload_id = out.upload_id().map(str::to_string);
-        }
-        let number = self.parts.len() as i32 + 1;
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(self.upload_id.clone().unwrap_or_default())
-            .part_number(number)
-            .body(ByteStream::from(data))
+            let out = super::sse::sse_write!(
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key),
+                &self.sse
+            )
             .send()
             .await
             .map_err(|e| self.err(e))?;
+            self.upload_id = out.upload_id().map(str::to_string);
+        }
+        let number = self.parts.len() as i32 + 1;
+        let out = super::sse::sse_customer!(
+            self.client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(self.upload_id.clone().unwrap_or_default())
+                .part_number(number)
+                .body(ByteStream::from(data)),
+            &self.sse
+        )
+        .send()
+        .await
+        .map_err(|e| self.err(e))?;
         self.parts.push(
             CompletedPart::builder()
                 .set_e_tag(out.e_tag().map(str::to_string))
@@ -108,15 +113,17 @@ impl ObjectWriter for S3Writer {
     async fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
         let rest = self.buf.split().freeze();
         let Some(upload_id) = self.upload_id.clone() else {
-            let out = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .body(ByteStream::from(rest))
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
+            let out = super::sse::sse_write!(
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .body(ByteStream::from(rest)),
+                &self.sse
+            )
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
             return Ok(ObjectMeta {
                 key: self.key.clone(),
                 size: self.written,

@@ -21,10 +21,12 @@ use bytes::{Bytes, BytesMut};
 
 mod error;
 mod io;
+pub(crate) mod sse;
 
 pub use error::map_sdk_error;
 use error::{etag, urlencode_key};
 use io::{S3Reader, S3Writer};
+use sse::{Sse, sse_copy_source, sse_customer, sse_write};
 
 use super::{
     ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, S3Config, StoreError,
@@ -35,6 +37,7 @@ use super::{
 pub struct S3Store {
     client: Client,
     part_size: usize,
+    sse: Sse,
 }
 
 impl S3Store {
@@ -65,6 +68,14 @@ impl S3Store {
                     .operation_attempt_timeout(std::time::Duration::from_secs(300))
                     .build(),
             );
+        let sse = Sse::from_config(
+            cfg.sse,
+            cfg.sse_kms_key_id.as_deref(),
+            cfg.sse_customer_key.as_deref(),
+        )?;
+        if let Some(ca) = &cfg.ca_bundle {
+            loader = loader.http_client(https_client(ca)?);
+        }
         let shared = loader.load().await;
         let mut b =
             aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
@@ -76,6 +87,7 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(b.build()),
             part_size: cfg.part_size,
+            sse,
         })
     }
 
@@ -83,17 +95,34 @@ impl S3Store {
         &self.client
     }
 
+    /// Copies by reading and writing (with this store's encryption), one
+    /// part in memory at a time.
+    async fn copy_through(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+        let mut r = self.reader(bucket, from).await?;
+        let mut w = self.writer(bucket, to).await?;
+        while let Some(chunk) = r.next_chunk().await? {
+            if let Err(e) = w.write(chunk).await {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+        }
+        w.finish().await?;
+        self.head(bucket, to).await
+    }
+
     /// GET an object, or a byte range of it (`bytes=a-b`), into memory.
     async fn fetch(&self, bucket: &str, key: &str, range: Option<String>) -> Result<Bytes> {
         check_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_range(range)
-            .send()
-            .await
+        let out = match sse_customer!(
+            self.client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_range(range),
+            &self.sse
+        )
+        .send()
+        .await
         {
             Ok(o) => o,
             // A range starting past the end: nothing there.
@@ -137,15 +166,17 @@ impl ObjectStore for S3Store {
     async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta> {
         check_key(key)?;
         let size = data.len() as u64;
-        let out = self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(bucket, key, e))?;
+        let out = sse_write!(
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(data)),
+            &self.sse
+        )
+        .send()
+        .await
+        .map_err(|e| map_sdk_error(bucket, key, e))?;
         Ok(ObjectMeta {
             key: key.into(),
             size,
@@ -160,11 +191,7 @@ impl ObjectStore for S3Store {
 
     async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
         check_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
+        let out = sse_customer!(self.client.get_object().bucket(bucket).key(key), &self.sse)
             .send()
             .await
             .map_err(|e| map_sdk_error(bucket, key, e))?;
@@ -202,11 +229,7 @@ impl ObjectStore for S3Store {
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;
-        let out = self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
+        let out = sse_customer!(self.client.head_object().bucket(bucket).key(key), &self.sse)
             .send()
             .await
             .map_err(|e| map_sdk_error(bucket, key, e))?;
@@ -270,21 +293,31 @@ impl ObjectStore for S3Store {
         check_key(from)?;
         check_key(to)?;
         let source = format!("{bucket}/{}", urlencode_key(from));
-        self.client
+        let req = self
+            .client
             .copy_object()
             .bucket(bucket)
             .key(to)
-            .copy_source(source)
+            .copy_source(source);
+        let sent = sse_copy_source!(sse_write!(req, &self.sse), &self.sse)
             .send()
-            .await
-            .map_err(|e| match map_sdk_error(bucket, from, e) {
-                // A missing source reads as NoSuchKey on some servers, 404 on others.
-                StoreError::NoSuchBucket(_) => StoreError::NotFound {
-                    bucket: bucket.into(),
-                    key: from.into(),
-                },
-                other => other,
-            })?;
+            .await;
+        // Some servers (Ceph RGW) do not implement a server-side copy with
+        // encryption headers: copy through this process then, streaming.
+        if let Err(e) = &sent
+            && e.code() == Some("NotImplemented")
+            && !matches!(self.sse, Sse::None)
+        {
+            return self.copy_through(bucket, from, to).await;
+        }
+        sent.map_err(|e| match map_sdk_error(bucket, from, e) {
+            // A missing source reads as NoSuchKey on some servers, 404 on others.
+            StoreError::NoSuchBucket(_) => StoreError::NotFound {
+                bucket: bucket.into(),
+                key: from.into(),
+            },
+            other => other,
+        })?;
         self.head(bucket, to).await
     }
 
@@ -299,6 +332,7 @@ impl ObjectStore for S3Store {
             upload_id: None,
             parts: Vec::new(),
             written: 0,
+            sse: self.sse.clone(),
         }))
     }
 
@@ -312,15 +346,13 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
             check_key(key)?;
-            let out = self
-                .client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| map_sdk_error(bucket, key, e))?;
+            let out = sse_write!(
+                self.client.put_object().bucket(bucket).key(key).body(body),
+                &self.sse
+            )
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(bucket, key, e))?;
             return Ok(ObjectMeta {
                 key: key.into(),
                 size,
@@ -362,4 +394,21 @@ impl ObjectStore for S3Store {
 /// An S3 time as chrono's.
 fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+/// The SDK's HTTPS client trusting `ca` (PEM) besides the system's roots.
+fn https_client(ca: &Path) -> Result<aws_sdk_s3::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(ca)
+        .map_err(|e| StoreError::Other(format!("store.s3.ca_bundle {}: {e}", ca.display())))?;
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| StoreError::Other(format!("store.s3.ca_bundle {}: {e}", ca.display())))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(ctx)
+        .build_https())
 }
