@@ -28,6 +28,13 @@ if ! command -v dot >/dev/null; then
     || { echo "test.sh: could not install graphviz" >&2; exit 1; }
 fi
 
+# TLS tests make their certificates with the openssl CLI.
+if ! command -v openssl >/dev/null; then
+  echo "test.sh: installing openssl (test certificates)" >&2
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssl) >/dev/null \
+    || { echo "test.sh: could not install openssl" >&2; exit 1; }
+fi
+
 # Build first: a compile error should not wait for services.
 cargo test --workspace --locked --features mudrock/test-support --no-run
 
