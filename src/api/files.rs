@@ -164,7 +164,7 @@ async fn upload(
             return Err(over_quota(usage.used, q, len));
         }
     }
-    let bucket = s.bucket(project);
+    let bucket = s.bucket(project).await?;
     let mut writer = s
         .store
         .writer(&bucket, &key)
@@ -314,7 +314,7 @@ async fn download(
     tx.commit().await?;
     let reader = s
         .store
-        .reader(&s.bucket(project), &key)
+        .reader(&s.bucket(project).await?, &key)
         .await
         .map_err(|e| match e {
             StoreError::NotFound { .. } => ApiError::not_found("file"),
@@ -345,7 +345,7 @@ async fn delete(
         return Err(ApiError::forbidden("only owners delete files"));
     }
     s.store
-        .delete(&s.bucket(project), &key)
+        .delete(&s.bucket(project).await?, &key)
         .await
         .or_else(|e| match e {
             StoreError::NotFound { .. } => Ok(()),

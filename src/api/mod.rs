@@ -94,9 +94,9 @@ impl AppState {
         })
     }
 
-    /// The bucket of a project.
-    pub fn bucket(&self, project: uuid::Uuid) -> String {
-        self.config.store.bucket(Some(&project.to_string()))
+    /// The bucket of a project (its own, for an imported one).
+    pub async fn bucket(&self, project: uuid::Uuid) -> Result<String, error::ApiError> {
+        Ok(crate::service::projects::bucket_of(&self.pool, &self.config.store, project).await?)
     }
 }
 

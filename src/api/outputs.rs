@@ -50,7 +50,7 @@ async fn output_key(
     let r = super::runs::visible_run(&mut tx, run).await?;
     tx.commit().await?;
     Ok((
-        s.bucket(r.project_id),
+        s.bucket(r.project_id).await?,
         format!(
             "pipelines/{}/runs/{run}/outputs/{node}/{file}",
             r.pipeline_id

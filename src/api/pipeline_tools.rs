@@ -166,7 +166,7 @@ async fn plan(
     })?;
     let pipeline = Arc::new(pipeline);
     let mut o = RunOptions::local(&pipeline);
-    o.bucket = s.bucket(p.project_id);
+    o.bucket = s.bucket(p.project_id).await?;
     o.project_id = p.project_id.to_string();
     o.pipeline_id = id.to_string();
     let report = crate::engine::plan::plan(s.store.as_ref(), pipeline, &o)

@@ -321,7 +321,7 @@ pub(super) async fn run_folder(
     let run = visible_run(&mut tx, id).await?;
     tx.commit().await?;
     Ok((
-        s.bucket(run.project_id),
+        s.bucket(run.project_id).await?,
         format!("pipelines/{}/runs/{id}/", run.pipeline_id),
     ))
 }

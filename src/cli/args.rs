@@ -63,6 +63,9 @@ pub enum Command {
     /// Apply the projects' retention policies: expired runs, unused cache
     /// entries, old scratch (`--dry-run` to see what would go).
     Gc(super::gc::GcArgs),
+    /// Register a legacy bucket (the old "bucket is a project" layout) as a
+    /// project; loose objects move under shared/, verified.
+    ImportBucket(super::import::ImportArgs),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 mod args;
 mod audit;
 mod gc;
+mod import;
 mod inspect;
 mod lineage;
 mod local;
@@ -113,6 +114,7 @@ pub fn main() -> i32 {
             Command::Lineage(a) => lineage::lineage_cmd(a, config).await,
             Command::Audit(c) => audit::audit_cmd(c).await,
             Command::Gc(a) => gc::gc_cmd(a, config).await,
+            Command::ImportBucket(a) => import::import_cmd(a, config).await,
         }
     })
 }

@@ -11,6 +11,7 @@ pub mod backfills;
 pub mod db;
 pub mod files;
 pub mod gc;
+pub mod import;
 pub mod lineage_sink;
 pub mod pipelines;
 pub mod projects;

@@ -265,3 +265,21 @@ pub async fn revoke(conn: &mut PgConnection, project: Uuid, user: Uuid) -> Resul
         .await?;
     Ok(n.rows_affected() == 1)
 }
+
+/// The bucket a project's data lives in: the one it was imported with, or
+/// the configured naming. Read without row-level security (the service's
+/// pool): callers have already checked the caller may see the project.
+pub async fn bucket_of(
+    pool: &PgPool,
+    buckets: &crate::store::StoreConfig,
+    project: Uuid,
+) -> Result<String, DbError> {
+    let own: Option<Option<String>> =
+        sqlx::query_scalar("SELECT bucket FROM projects WHERE id = $1")
+            .bind(project)
+            .fetch_optional(pool)
+            .await?;
+    Ok(own
+        .flatten()
+        .unwrap_or_else(|| buckets.bucket(Some(&project.to_string()))))
+}

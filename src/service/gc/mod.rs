@@ -310,15 +310,15 @@ pub async fn collect_all(
     only: Option<Uuid>,
     opts: &GcOptions,
 ) -> Result<Vec<Result<GcReport, GcError>>, GcError> {
-    let projects: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(
-        "SELECT id, settings FROM projects WHERE $1::uuid IS NULL OR id = $1 ORDER BY id",
+    let projects: Vec<(Uuid, serde_json::Value, Option<String>)> = sqlx::query_as(
+        "SELECT id, settings, bucket FROM projects WHERE $1::uuid IS NULL OR id = $1 ORDER BY id",
     )
     .bind(only)
     .fetch_all(pool)
     .await?;
     let mut out = Vec::with_capacity(projects.len());
-    for (id, settings) in projects {
-        let bucket = buckets.bucket(Some(&id.to_string()));
+    for (id, settings, own) in projects {
+        let bucket = own.unwrap_or_else(|| buckets.bucket(Some(&id.to_string())));
         let r = collect(pool, store, &bucket, id, &settings, opts).await;
         if let Err(e) = &r {
             tracing::warn!(project = %id, error = %e, "gc of project failed");

@@ -156,11 +156,23 @@ impl Worker {
                 tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot read the project's storage use")
             }
         }
+        // The project's bucket: its own for an imported one.
+        let bucket = match self
+            .db("project bucket", || {
+                crate::service::projects::bucket_of(&self.pool, &self.config.store, row.project_id)
+            })
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot read the project's bucket, handing the job back");
+                return JobOutcome::Release;
+            }
+        };
         let held: Held = self.handback.child_token();
         self.held.lock().unwrap().insert(run_id, held.clone());
         let _unhold = Unhold(self.held.clone(), run_id);
         let mut backoff = self.backoff().build();
-        let bucket = self.config.store.bucket(Some(&row.project_id.to_string()));
         let scheduled = row
             .scheduled_for
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -179,7 +191,7 @@ impl Worker {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer = tokio::spawn(self.clone().write_nodes(run_id, rx));
             let opts = RunOptions {
-                bucket: self.config.store.bucket(Some(&row.project_id.to_string())),
+                bucket: bucket.clone(),
                 project_id: row.project_id.to_string(),
                 pipeline_id: row.pipeline_id.to_string(),
                 run_id: run_id.to_string(),
@@ -205,12 +217,11 @@ impl Worker {
             let _ = writer.await;
             match res {
                 Ok(r) => {
-                    self.reconcile_storage(row.project_id).await;
+                    self.reconcile_storage(row.project_id, &bucket).await;
                     if self.handback.is_cancelled() && r.meta.status == RunStatus::Cancelled {
                         // The engine committed a `cancelled` run; the run
                         // is not over, so its folder must not look done.
                         let marker = format!("{}metadata.json", r.run_prefix);
-                        let bucket = self.config.store.bucket(Some(&row.project_id.to_string()));
                         if let Err(e) = self.engine.store().delete(&bucket, &marker).await {
                             tracing::warn!(worker = %self.id, run_id = %run_id, error = %e, "cannot remove the commit marker of a handed-back run");
                         }
@@ -313,9 +324,8 @@ impl Worker {
 
     /// Sets the project's storage use to what its bucket holds now (runs
     /// add outputs and cache entries). Best effort: the next run tries again.
-    async fn reconcile_storage(&self, project: Uuid) {
-        let bucket = self.config.store.bucket(Some(&project.to_string()));
-        match self.engine.store().list(&bucket, "").await {
+    async fn reconcile_storage(&self, project: Uuid, bucket: &str) {
+        match self.engine.store().list(bucket, "").await {
             Ok(objects) => {
                 let bytes = objects.iter().map(|o| o.size).sum();
                 if let Err(e) = crate::service::files::reconcile(&self.pool, project, bytes).await {
