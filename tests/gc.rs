@@ -395,3 +395,136 @@ async fn bad_policies_and_missing_buckets_are_errors_and_nothing_is_deleted(
     assert!(err.to_string().contains("does not exist"), "{err}");
     assert!(w.row_exists(run).await);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_deleted_project_is_restorable_until_its_grace_ends_then_purged(
+    _p: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let w = World::new(&opts).await;
+    let run = w.run("succeeded", Duration::days(1), None).await;
+    w.put("shared/data.csv", Duration::days(1)).await;
+    let (s, _) = w
+        .api
+        .call(
+            Method::DELETE,
+            &format!("/v1/projects/{}", w.t.project),
+            Some(&w.t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Gone from the API, its bucket untouched.
+    let (s, _) = w
+        .api
+        .call(
+            Method::GET,
+            &format!("/v1/projects/{}", w.t.project),
+            Some(&w.t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        w.exists("shared/data.csv") && w.exists(&format!("{}metadata.json", w.run_prefix(run)))
+    );
+
+    let round = |now: DateTime<Utc>| {
+        let (pool, store, buckets) = (
+            w.api.pool.clone(),
+            w.api.store.clone(),
+            w.api.settings.store.clone(),
+        );
+        async move {
+            let opts = GcOptions {
+                dry_run: false,
+                now,
+                config: GcConfig::default(),
+            };
+            gc::collect_all(&pool, &store, &buckets, None, &opts)
+                .await
+                .unwrap()
+        }
+    };
+    // Within the grace (7 days): nothing purged; restored with its members
+    // and pipelines.
+    assert!(
+        round(Utc::now() + Duration::days(6))
+            .await
+            .purged
+            .is_empty()
+    );
+    gc::purge::restore(&w.api.pool, w.t.project).await.unwrap();
+    let (s, p) = w
+        .api
+        .call(
+            Method::GET,
+            &format!("/v1/projects/{}", w.t.project),
+            Some(&w.t.editor),
+            None,
+        )
+        .await;
+    assert_eq!((s, p["role"].as_str()), (StatusCode::OK, Some("editor")));
+    let (s, pl) = w
+        .api
+        .call(
+            Method::GET,
+            &format!("/v1/pipelines/{}", w.t.pipeline),
+            Some(&w.t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pl}");
+    let (s, _) = w
+        .api
+        .call(
+            Method::GET,
+            &format!("/v1/pipelines/{}/versions/1", w.t.pipeline),
+            Some(&w.t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Deleted again and past the grace: purged, audited, not restorable.
+    let (s, _) = w
+        .api
+        .call(
+            Method::DELETE,
+            &format!("/v1/projects/{}", w.t.project),
+            Some(&w.t.owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = round(Utc::now() + Duration::days(8)).await;
+    assert_eq!(r.purged.len(), 1);
+    assert_eq!((r.purged[0].project, r.purged[0].objects), (w.t.project, 5));
+    assert!(
+        !w.exists("shared/data.csv") && !w.exists(&format!("{}lineage.json", w.run_prefix(run)))
+    );
+    let err = gc::purge::restore(&w.api.pool, w.t.project)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("was purged"), "{err}");
+    let purge_rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE project_id = $1 AND action = 'GC purge deleted project'",
+    )
+    .bind(w.t.project)
+    .fetch_one(&w.api.pool)
+    .await
+    .unwrap();
+    assert_eq!(purge_rows, 1);
+    let v = mudrock::service::audit::verify(&w.api.pool, Some(w.t.project))
+        .await
+        .unwrap();
+    assert!(v.breaks.is_empty(), "{:?}", v.breaks);
+    assert!(
+        round(Utc::now() + Duration::days(9))
+            .await
+            .purged
+            .is_empty(),
+        "purged once"
+    );
+}

@@ -132,6 +132,15 @@ pub struct WorkerArgs {
 pub enum ProjectCommand {
     /// Create a project and its bucket; prints the project id.
     Create(ProjectCreateArgs),
+    /// Put back a deleted project whose bucket is not purged yet.
+    Restore(ProjectRestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectRestoreArgs {
+    pub project: uuid::Uuid,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args, Debug)]

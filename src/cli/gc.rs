@@ -36,7 +36,7 @@ pub(super) async fn gc_cmd(a: GcArgs, config: Config) -> i32 {
         now: chrono::Utc::now(),
         config: config.gc.clone(),
     };
-    let results = match gc::collect_all(&pool, &store, &config.store, a.project, &opts).await {
+    let round = match gc::collect_all(&pool, &store, &config.store, a.project, &opts).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -45,7 +45,7 @@ pub(super) async fn gc_cmd(a: GcArgs, config: Config) -> i32 {
     };
     let mut code = 0;
     let mut reports = Vec::new();
-    for r in results {
+    for r in round.projects {
         match r {
             Ok(rep) => reports.push(rep),
             Err(e) => {
@@ -55,11 +55,20 @@ pub(super) async fn gc_cmd(a: GcArgs, config: Config) -> i32 {
         }
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
-        );
+        let v = serde_json::json!({"projects": reports, "purged": round.purged});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
+        for p in &round.purged {
+            println!(
+                "deleted project {} (deleted {}): {} bucket {}: {} object(s), {} bytes",
+                p.project,
+                p.deleted_at,
+                if a.dry_run { "would purge" } else { "purged" },
+                p.bucket,
+                p.objects,
+                p.bytes
+            );
+        }
         let verb = if a.dry_run { "would delete" } else { "deleted" };
         for r in &reports {
             println!(
@@ -81,4 +90,22 @@ pub(super) async fn gc_cmd(a: GcArgs, config: Config) -> i32 {
         }
     }
     code
+}
+
+/// `mudrock project restore ID`.
+pub(super) async fn restore_cmd(a: ProjectRestoreArgs) -> i32 {
+    let pool = match connect_db(&a.db.database_url).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match gc::purge::restore(&pool, a.project).await {
+        Ok(()) => {
+            println!("project {} restored", a.project);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

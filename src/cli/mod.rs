@@ -104,6 +104,7 @@ pub fn main() -> i32 {
             Command::Migrate(a) => migrate_cmd(a).await,
             Command::Worker(a) => worker_cmd(a, config).await,
             Command::Project(ProjectCommand::Create(a)) => project_create_cmd(a, config).await,
+            Command::Project(ProjectCommand::Restore(a)) => gc::restore_cmd(a).await,
             Command::Submit(a) => submit_cmd(a, config).await,
             Command::Cancel(a) => cancel_cmd(a).await,
             Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),

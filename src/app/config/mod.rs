@@ -59,6 +59,7 @@
 //! interval_minutes = 60      # 0: serve does not collect
 //! cache_unused_days = 30     # where a project's retention does not say
 //! temp_max_age_hours = 24
+//! deleted_project_grace_days = 7  # a deleted project's bucket is purged after this
 //! [lineage]                  # OpenLineage events of finished runs
 //! url = "http://marquez:5000/api/v1/lineage"   # none: no events
 //! api_key = "..."            # sent as a bearer token

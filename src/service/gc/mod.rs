@@ -16,9 +16,13 @@
 //!    entries this time (a run may be about to read one).
 //! 3. **Scratch** under `temp/` older than `temp_max_age_hours`.
 //!
+//! And, across projects, deleted projects' buckets once their grace period
+//! is over ([`purge`]).
+//!
 //! `--dry-run` deletes nothing and reports the same plan with the bytes it
 //! would free.
 
+pub mod purge;
 pub mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,6 +48,9 @@ pub struct GcConfig {
     pub cache_unused_days: u32,
     /// Scratch under `temp/` older than this goes.
     pub temp_max_age_hours: u32,
+    /// A deleted project's bucket is purged this long after the deletion
+    /// (restorable until then).
+    pub deleted_project_grace_days: u32,
 }
 
 impl Default for GcConfig {
@@ -52,6 +59,7 @@ impl Default for GcConfig {
             interval_minutes: 60,
             cache_unused_days: 30,
             temp_max_age_hours: 24,
+            deleted_project_grace_days: 7,
         }
     }
 }
@@ -301,9 +309,34 @@ async fn delete(store: &Arc<dyn ObjectStore>, bucket: &str, key: &str) -> Result
     }
 }
 
-/// Collects every project (or one): what `mudrock gc` and `serve` do.
-/// A project whose GC fails is reported and the others go on.
+/// What one round of GC did: each project's report (or error), and the
+/// deleted projects it purged.
+#[derive(Debug, Default)]
+pub struct GcRound {
+    pub projects: Vec<Result<GcReport, GcError>>,
+    pub purged: Vec<purge::Purge>,
+}
+
+/// Collects every project (or one), then (for all) purges deleted
+/// projects past their grace: what `mudrock gc` and `serve` do. A project
+/// whose GC fails is reported and the others go on.
 pub async fn collect_all(
+    pool: &PgPool,
+    store: &Arc<dyn ObjectStore>,
+    buckets: &crate::store::StoreConfig,
+    only: Option<Uuid>,
+    opts: &GcOptions,
+) -> Result<GcRound, GcError> {
+    let projects = collect_projects(pool, store, buckets, only, opts).await?;
+    let purged = if only.is_none() {
+        purge::purge_deleted(pool, store, buckets, opts).await?
+    } else {
+        Vec::new()
+    };
+    Ok(GcRound { projects, purged })
+}
+
+async fn collect_projects(
     pool: &PgPool,
     store: &Arc<dyn ObjectStore>,
     buckets: &crate::store::StoreConfig,
@@ -364,10 +397,11 @@ pub async fn periodic(
             config: config.clone(),
         };
         match collect_all(&pool, &store, &buckets, None, &opts).await {
-            Ok(reports) => {
-                let freed: u64 = reports.iter().flatten().map(|r| r.bytes_freed).sum();
+            Ok(round) => {
+                let freed: u64 = round.projects.iter().flatten().map(|r| r.bytes_freed).sum();
                 tracing::info!(
-                    projects = reports.len(),
+                    projects = round.projects.len(),
+                    purged = round.purged.len(),
                     bytes_freed = freed,
                     "gc round done"
                 );
