@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -254,42 +255,31 @@ pub async fn import(
     };
     report.project = Some(project);
 
-    // Each loose object: copy, verify, then (unless kept) delete the original.
-    for (o, to, copied) in loose {
-        if !copied {
-            store.copy(b, &o.key, &to).await?;
-            let head = store.head(b, &to).await?;
-            let (a, n1) = hash_of(store.as_ref(), b, &o.key).await?;
-            let (c, n2) = hash_of(store.as_ref(), b, &to).await?;
-            report.verified_bytes += n1 + n2;
-            if head.size != o.size || a != c {
-                let reason = format!(
-                    "{} bytes, blake3 {c}; the original: {} bytes, blake3 {a}",
-                    head.size, o.size
-                );
-                return Err(ImportError::Verify {
-                    key: o.key.clone(),
-                    reason,
-                });
-            }
-        }
-        if !opts.keep_originals {
-            match store.delete(b, &o.key).await {
-                Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let action = if opts.keep_originals {
-            "copied"
-        } else {
-            "moved"
-        };
-        report.objects.push(ImportedObject {
-            key: o.key.clone(),
-            size: o.size,
-            action: action.into(),
-            to: Some(to),
-        });
+    // Each loose object: copy, verify, then (unless kept) delete the
+    // original; several objects at once, each in that order.
+    let jobs: Vec<(String, u64, String, bool)> = loose
+        .into_iter()
+        .map(|(o, to, copied)| (o.key.clone(), o.size, to, copied))
+        .collect();
+    let done = futures_util::stream::iter(jobs)
+        .map(|(key, size, to, copied)| {
+            move_one(
+                store.clone(),
+                b.to_string(),
+                key,
+                size,
+                to,
+                copied,
+                opts.keep_originals,
+            )
+        })
+        .buffer_unordered(OBJECTS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    for d in done {
+        let (object, verified) = d?;
+        report.verified_bytes += verified;
+        report.objects.push(object);
     }
     report.objects.sort_by(|a, b| a.key.cmp(&b.key));
     sqlx::query("UPDATE bucket_imports SET finished_at = now(), report = $2 WHERE bucket = $1")
@@ -298,4 +288,52 @@ pub async fn import(
         .execute(pool)
         .await?;
     Ok(report)
+}
+
+/// Objects moved at once.
+const OBJECTS_AT_ONCE: usize = 8;
+
+/// One loose object: copied (unless a verified copy is there), verified by
+/// size and blake3, then the original deleted (unless kept).
+async fn move_one(
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    key: String,
+    size: u64,
+    to: String,
+    copied: bool,
+    keep: bool,
+) -> Result<(ImportedObject, u64), ImportError> {
+    let b = bucket.as_str();
+    let mut verified = 0;
+    if !copied {
+        store.copy(b, &key, &to).await?;
+        let head = store.head(b, &to).await?;
+        let (a, n1) = hash_of(store.as_ref(), b, &key).await?;
+        let (c, n2) = hash_of(store.as_ref(), b, &to).await?;
+        verified = n1 + n2;
+        if head.size != size || a != c {
+            let reason = format!(
+                "{} bytes, blake3 {c}; the original: {size} bytes, blake3 {a}",
+                head.size
+            );
+            return Err(ImportError::Verify { key, reason });
+        }
+    }
+    if !keep {
+        match store.delete(b, &key).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let action = if keep { "copied" } else { "moved" };
+    Ok((
+        ImportedObject {
+            key,
+            size,
+            action: action.into(),
+            to: Some(to),
+        },
+        verified,
+    ))
 }

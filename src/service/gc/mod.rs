@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -169,30 +170,41 @@ pub async fn collect(
     .await?
     .into_iter()
     .collect();
-    for r in &expired {
-        let prefix = format!("pipelines/{}/runs/{}/", r.pipeline_id, r.id);
-        let files: Vec<&ObjectMeta> = objects
-            .iter()
-            .filter(|o| o.key.starts_with(&prefix))
-            .collect();
-        delete_marker_first(
-            store,
-            bucket,
-            &files,
-            "metadata.json",
-            &prefix,
-            &mut report,
-            opts.dry_run,
-        )
-        .await?;
-        if !opts.dry_run {
-            sqlx::query("DELETE FROM pipeline_runs WHERE id = $1")
-                .bind(r.id)
-                .execute(pool)
-                .await?;
-            tracing::info!(project = %project, run_id = %r.id, "gc deleted run");
-        }
-        report.runs.push(r.id);
+    // Runs one after another would be a round trip per object: several
+    // runs at once, each still marker first, then its row.
+    let jobs: Vec<(Uuid, String, Vec<ObjectMeta>)> = expired
+        .iter()
+        .map(|r| {
+            let prefix = format!("pipelines/{}/runs/{}/", r.pipeline_id, r.id);
+            let files = objects
+                .iter()
+                .filter(|o| o.key.starts_with(&prefix))
+                .cloned()
+                .collect();
+            (r.id, prefix, files)
+        })
+        .collect();
+    let deleted = futures_util::stream::iter(jobs)
+        .map(|(id, prefix, files)| {
+            delete_run(
+                pool.clone(),
+                store.clone(),
+                bucket.to_string(),
+                project,
+                id,
+                prefix,
+                files,
+                opts.dry_run,
+            )
+        })
+        .buffer_unordered(RUNS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    for d in deleted {
+        let (id, (n, bytes)) = d?;
+        report.runs.push(id);
+        report.objects_deleted += n;
+        report.bytes_freed += bytes;
     }
 
     // 2. Cache entries no remaining run uses and unused for long enough.
@@ -250,16 +262,17 @@ pub async fn collect(
             continue;
         }
         let prefix = format!("pipelines/{pl}/cache/{key}/");
-        delete_marker_first(
+        let (n, bytes) = delete_marker_first(
             store,
             bucket,
             &files,
             "metadata.json",
             &prefix,
-            &mut report,
             opts.dry_run,
         )
         .await?;
+        report.objects_deleted += n;
+        report.bytes_freed += bytes;
         report.cache_entries.push(format!("{pl}/{key}"));
     }
 
@@ -278,27 +291,54 @@ pub async fn collect(
     Ok(report)
 }
 
-/// Deletes `files` (all under `prefix`), `{prefix}{marker}` first.
+/// Runs deleted at once.
+const RUNS_AT_ONCE: usize = 8;
+
+/// One expired run: its folder (marker first), then its row.
+#[allow(clippy::too_many_arguments)]
+async fn delete_run(
+    pool: PgPool,
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    project: Uuid,
+    id: Uuid,
+    prefix: String,
+    files: Vec<ObjectMeta>,
+    dry_run: bool,
+) -> Result<(Uuid, (usize, u64)), GcError> {
+    let refs: Vec<&ObjectMeta> = files.iter().collect();
+    let freed =
+        delete_marker_first(&store, &bucket, &refs, "metadata.json", &prefix, dry_run).await?;
+    if !dry_run {
+        sqlx::query("DELETE FROM pipeline_runs WHERE id = $1")
+            .bind(id)
+            .execute(&pool)
+            .await?;
+        tracing::info!(project = %project, run_id = %id, "gc deleted run");
+    }
+    Ok((id, freed))
+}
+
+/// Deletes `files` (all under `prefix`): `{prefix}{marker}` first and
+/// alone, then the rest at once. Returns the objects and bytes.
 async fn delete_marker_first(
     store: &Arc<dyn ObjectStore>,
     bucket: &str,
     files: &[&ObjectMeta],
     marker: &str,
     prefix: &str,
-    report: &mut GcReport,
     dry_run: bool,
-) -> Result<(), GcError> {
+) -> Result<(usize, u64), GcError> {
     let marker_key = format!("{prefix}{marker}");
-    let mut ordered: Vec<&&ObjectMeta> = files.iter().filter(|f| f.key == marker_key).collect();
-    ordered.extend(files.iter().filter(|f| f.key != marker_key));
-    for f in ordered {
-        if !dry_run {
-            delete(store, bucket, &f.key).await?;
+    let bytes = files.iter().map(|f| f.size).sum();
+    if !dry_run {
+        if files.iter().any(|f| f.key == marker_key) {
+            delete(store, bucket, &marker_key).await?;
         }
-        report.objects_deleted += 1;
-        report.bytes_freed += f.size;
+        let rest = files.iter().filter(|f| f.key != marker_key);
+        futures_util::future::try_join_all(rest.map(|f| delete(store, bucket, &f.key))).await?;
     }
-    Ok(())
+    Ok((files.len(), bytes))
 }
 
 /// Deletes one object; already gone is fine (a GC finishing another's work).
