@@ -3,7 +3,9 @@
 //! CA. mudrock connects with `sslmode=verify-full&sslrootcert=CA` (its
 //! migrations run over it), and is refused when given another CA.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -46,84 +48,6 @@ fn as_pg(bin: &str, args: &[&str]) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`{name}.pem`) and, when `server`, a certificate for localhost
-/// signed by it.
-fn ca(dir: &Path, name: &str, server: bool) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    if server {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                &format!("{name}.pem"),
-                "-CAkey",
-                &format!("{name}.key"),
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-    }
-}
-
 struct Cluster {
     data: String,
 }
@@ -156,8 +80,8 @@ fn free_port() -> u16 {
 async fn mudrock_reaches_postgresql_over_verified_tls_and_refuses_a_wrong_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ca(d, "right-ca", true);
-    ca(d, "wrong-ca", false);
+    common::tls::ca(d, "right-ca", true);
+    common::tls::ca(d, "wrong-ca", false);
     let data = d.join("data");
     if is_root() {
         Command::new("chown")

@@ -13,18 +13,7 @@ use mudrock::store::{ObjectStore, S3Config, S3Store, StoreError, conformance};
 use mudrock::validate;
 
 fn config() -> S3Config {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: run the suite with scripts/test.sh, or start a server with scripts/s3-server.sh start DIR and source DIR/env")
-        })
-    };
-    S3Config {
-        endpoint: Some(var("MUDROCK_TEST_S3_ENDPOINT")),
-        access_key_id: Some(var("MUDROCK_TEST_S3_ACCESS_KEY")),
-        secret_access_key: Some(var("MUDROCK_TEST_S3_SECRET_KEY")),
-        part_size: 5 << 20,
-        ..S3Config::default()
-    }
+    common::s3_test_config()
 }
 
 /// Bucket names unique to this test run (lowercase, S3 rules).

@@ -12,6 +12,8 @@
 //!   which is how SSE-S3 (`AES256`, which this RGW has no backend for) is
 //!   checked: the header is on every write.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,18 +23,7 @@ use mudrock::store::{ObjectStore, S3Config, S3Store, SseMode, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config() -> S3Config {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: run the suite with scripts/test.sh, or start a server with scripts/s3-server.sh start DIR and source DIR/env")
-        })
-    };
-    S3Config {
-        endpoint: Some(var("MUDROCK_TEST_S3_ENDPOINT")),
-        access_key_id: Some(var("MUDROCK_TEST_S3_ACCESS_KEY")),
-        secret_access_key: Some(var("MUDROCK_TEST_S3_SECRET_KEY")),
-        part_size: 5 << 20,
-        ..S3Config::default()
-    }
+    common::s3_test_config()
 }
 
 fn unique(prefix: &str) -> String {
@@ -132,69 +123,9 @@ async fn sse_kms_encrypts_with_the_named_key() {
     assert_eq!(head.ssekms_key_id(), Some("mudrock-test"));
 }
 
-/// A test CA and a certificate for 127.0.0.1 signed by it (openssl CLI).
+/// A test CA and a certificate for 127.0.0.1 signed by it.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mudrock test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    common::tls::ca(dir, "ca", true);
     (
         dir.join("ca.pem"),
         dir.join("server.pem"),

@@ -2,6 +2,8 @@
 //! running documents through validation and the engine, reading artifacts.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -329,4 +331,20 @@ pub async fn endpoint(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/api/v1/lineage"), got)
+}
+
+/// The test S3 server's settings (scripts/s3-server.sh's DIR/env).
+pub fn s3_test_config() -> mudrock::store::S3Config {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run the suite with scripts/test.sh, or start a server with scripts/s3-server.sh start DIR and source DIR/env")
+        })
+    };
+    mudrock::store::S3Config {
+        endpoint: Some(var("MUDROCK_TEST_S3_ENDPOINT")),
+        access_key_id: Some(var("MUDROCK_TEST_S3_ACCESS_KEY")),
+        secret_access_key: Some(var("MUDROCK_TEST_S3_SECRET_KEY")),
+        part_size: 5 << 20,
+        ..mudrock::store::S3Config::default()
+    }
 }

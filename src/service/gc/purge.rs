@@ -64,16 +64,7 @@ pub async fn purge_deleted(
             .bind(opts.now.max(deleted_at))
             .execute(&mut *tx)
             .await?;
-            let entry = Entry {
-                project: Some(project),
-                user: None,
-                role: None,
-                action: "GC purge deleted project".into(),
-                target: bucket.clone(),
-                request_id: None,
-                outcome: Outcome::Ok,
-                status: None,
-            };
+            let entry = by_mudrock(project, "GC purge deleted project", bucket.clone());
             audit::append(&mut tx, &entry, Utc::now()).await?;
             tx.commit().await?;
             tracing::info!(project = %project, bucket = %bucket, objects = objects.len(), "gc purged deleted project");
@@ -97,17 +88,26 @@ pub async fn restore(pool: &PgPool, project: Uuid) -> Result<(), GcError> {
         .bind(project)
         .execute(&mut *tx)
         .await?;
-    let entry = Entry {
-        project: Some(project),
-        user: None,
-        role: None,
-        action: "CLI project restore".into(),
-        target: format!("/v1/projects/{project}"),
-        request_id: None,
-        outcome: Outcome::Ok,
-        status: None,
-    };
+    let entry = by_mudrock(
+        project,
+        "CLI project restore",
+        format!("/v1/projects/{project}"),
+    );
     audit::append(&mut tx, &entry, Utc::now()).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// An audit row for something mudrock did itself (no user).
+fn by_mudrock(project: Uuid, action: &str, target: String) -> Entry {
+    Entry {
+        project: Some(project),
+        user: None,
+        role: None,
+        action: action.into(),
+        target,
+        request_id: None,
+        outcome: Outcome::Ok,
+        status: None,
+    }
 }

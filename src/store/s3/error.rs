@@ -83,3 +83,10 @@ pub(super) fn urlencode_key(key: &str) -> String {
     }
     out
 }
+
+/// An S3 time as chrono's.
+pub(super) fn time(
+    t: Option<&aws_sdk_s3::primitives::DateTime>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}

@@ -22,9 +22,10 @@ use bytes::{Bytes, BytesMut};
 mod error;
 mod io;
 pub(crate) mod sse;
+mod tls;
 
 pub use error::map_sdk_error;
-use error::{etag, urlencode_key};
+use error::{etag, time, urlencode_key};
 use io::{S3Reader, S3Writer};
 use sse::{Sse, sse_copy_source, sse_customer, sse_write};
 
@@ -74,7 +75,7 @@ impl S3Store {
             cfg.sse_customer_key.as_deref(),
         )?;
         if let Some(ca) = &cfg.ca_bundle {
-            loader = loader.http_client(https_client(ca)?);
+            loader = loader.http_client(tls::https_client(ca)?);
         }
         let shared = loader.load().await;
         let mut b =
@@ -389,26 +390,4 @@ impl ObjectStore for S3Store {
         }
         w.finish().await
     }
-}
-
-/// An S3 time as chrono's.
-fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<chrono::DateTime<chrono::Utc>> {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-}
-
-/// The SDK's HTTPS client trusting `ca` (PEM) besides the system's roots.
-fn https_client(ca: &Path) -> Result<aws_sdk_s3::config::SharedHttpClient> {
-    use aws_smithy_http_client::tls;
-    let pem = std::fs::read(ca)
-        .map_err(|e| StoreError::Other(format!("store.s3.ca_bundle {}: {e}", ca.display())))?;
-    let ctx = tls::TlsContext::builder()
-        .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
-        .build()
-        .map_err(|e| StoreError::Other(format!("store.s3.ca_bundle {}: {e}", ca.display())))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(ctx)
-        .build_https())
 }
