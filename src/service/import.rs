@@ -321,10 +321,7 @@ async fn move_one(
         }
     }
     if !keep {
-        match store.delete(b, &key).await {
-            Ok(()) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        crate::store::delete_if_present(store.as_ref(), b, &key).await?;
     }
     let action = if keep { "copied" } else { "moved" };
     Ok((

@@ -305,6 +305,15 @@ async fn copy_chunks(
     })
 }
 
+/// Deletes an object; one already gone is fine (a resumed GC or import
+/// finishing the work of one that stopped).
+pub async fn delete_if_present(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<()> {
+    match store.delete(bucket, key).await {
+        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks that a key is a relative path that stays inside its bucket.
 pub fn check_key(key: &str) -> Result<()> {
     let bad = |reason: &str| {

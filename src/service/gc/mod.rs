@@ -346,8 +346,5 @@ async fn delete_marker_first(
 
 /// Deletes one object; already gone is fine (a GC finishing another's work).
 async fn delete(store: &Arc<dyn ObjectStore>, bucket: &str, key: &str) -> Result<(), GcError> {
-    match store.delete(bucket, key).await {
-        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(crate::store::delete_if_present(store.as_ref(), bucket, key).await?)
 }

@@ -51,10 +51,7 @@ pub async fn purge_deleted(
         let bytes = objects.iter().map(|o| o.size).sum();
         if !opts.dry_run {
             for o in &objects {
-                match store.delete(&bucket, &o.key).await {
-                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                crate::store::delete_if_present(store.as_ref(), &bucket, &o.key).await?;
             }
             let mut tx = pool.begin().await?;
             sqlx::query(
