@@ -33,6 +33,8 @@ where
             _,
             _,
         ) => StoreError::Transient(msg),
+        // Not implemented stays not implemented: no retry helps.
+        (_, Some(501), _) | (_, _, Some("NotImplemented")) => StoreError::Other(msg),
         (_, Some(408 | 429 | 500..=599), _)
         | (_, _, Some("SlowDown" | "RequestTimeout" | "ServiceUnavailable")) => {
             StoreError::Transient(msg)
@@ -89,4 +91,37 @@ pub(super) fn time(
     t: Option<&aws_sdk_s3::primitives::DateTime>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    use super::*;
+
+    fn answer(status: u16, code: &str) -> StoreError {
+        let err = GetObjectError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        map_sdk_error("b", "k", SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn statuses_and_codes_map_to_what_a_retry_can_do() {
+        assert!(matches!(
+            answer(404, "NoSuchKey"),
+            StoreError::NotFound { .. }
+        ));
+        assert!(matches!(
+            answer(403, "AccessDenied"),
+            StoreError::Unauthorized { .. }
+        ));
+        assert!(answer(503, "SlowDown").is_retryable());
+        assert!(answer(500, "InternalError").is_retryable());
+        // A server that does not implement a request never will.
+        let e = answer(501, "NotImplemented");
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(e.to_string(), "storage error: b/k: NotImplemented");
+    }
 }
