@@ -47,6 +47,16 @@ pub enum PivotAgg {
     Count,
 }
 
+impl Pivot {
+    /// Without `values`: every column that is neither `on` nor an index.
+    fn unnamed_values<'a>(&self, columns: impl Iterator<Item = &'a str>) -> Vec<String> {
+        columns
+            .filter(|c| *c != self.on && !self.index.iter().any(|i| i == c))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Operator for Pivot {
     fn arity(&self) -> Arity {
         Arity::Exactly(1)
@@ -64,13 +74,9 @@ impl Operator for Pivot {
         let Some(input) = inputs.first() else {
             return Vec::new();
         };
-        let values: Vec<&String> = match &self.values {
-            Some(v) => v.iter().collect(),
-            None => input
-                .columns
-                .iter()
-                .filter(|c| **c != self.on && !self.index.contains(c))
-                .collect(),
+        let values: Vec<String> = match &self.values {
+            Some(v) => v.clone(),
+            None => self.unnamed_values(input.columns.iter().map(String::as_str)),
         };
         output
             .iter()
@@ -78,14 +84,14 @@ impl Operator for Pivot {
                 if self.index.contains(n) {
                     return vec![origin(0, n, Derivation::Copy)];
                 }
-                let named: Vec<&&String> = values
+                let named: Vec<&String> = values
                     .iter()
                     .filter(|v| values.len() > 1 && n.starts_with(&format!("{v}_")))
                     .collect();
                 let from: Vec<&String> = if named.is_empty() {
-                    values.clone()
+                    values.iter().collect()
                 } else {
-                    named.into_iter().copied().collect()
+                    named
                 };
                 from.into_iter()
                     .map(|v| origin(0, v, Derivation::Aggregation))
@@ -103,12 +109,7 @@ impl Operator for Pivot {
                 require_list(&input.schema, "values", &v)?;
                 v.clone()
             }
-            None => input
-                .schema
-                .iter_names()
-                .map(|n| n.to_string())
-                .filter(|n| *n != self.on && !self.index.contains(n))
-                .collect(),
+            None => self.unnamed_values(input.schema.iter_names().map(|n| n.as_str())),
         };
         if values.is_empty() {
             return Err(OpError::config(

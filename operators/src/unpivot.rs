@@ -32,6 +32,16 @@ fn value() -> String {
     "value".into()
 }
 
+impl Unpivot {
+    /// Without `on`: every column that is not an index.
+    fn unnamed_on<'a>(&self, columns: impl Iterator<Item = &'a str>) -> Vec<String> {
+        columns
+            .filter(|c| !self.index.iter().any(|i| i == c))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Operator for Unpivot {
     fn arity(&self) -> Arity {
         Arity::Exactly(1)
@@ -48,13 +58,9 @@ impl Operator for Unpivot {
         let Some(input) = inputs.first() else {
             return Vec::new();
         };
-        let on: Vec<&String> = match &self.on {
-            Some(on) => on.iter().collect(),
-            None => input
-                .columns
-                .iter()
-                .filter(|c| !self.index.contains(c))
-                .collect(),
+        let on: Vec<String> = match &self.on {
+            Some(on) => on.clone(),
+            None => self.unnamed_on(input.columns.iter().map(String::as_str)),
         };
         output
             .iter()
@@ -78,12 +84,7 @@ impl Operator for Unpivot {
                 require_list(&input.schema, "on", &on)?;
                 on.clone()
             }
-            None => input
-                .schema
-                .iter_names()
-                .map(|n| n.to_string())
-                .filter(|n| !self.index.contains(n))
-                .collect(),
+            None => self.unnamed_on(input.schema.iter_names().map(|n| n.as_str())),
         };
         // Unpivoted columns must share a type; say which differ rather than
         // letting Polars pick a supertype silently or fail obscurely.
