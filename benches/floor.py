@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """mudrock against the raw-Polars floor, whole process, wall time.
 
-    python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40] [--streaming] [--fixed] [--indexed]
+    python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40,timestamps,dates]
+                             [--peers] [--streaming] [--fixed] [--indexed]
 
 Builds the release binaries (`mudrock`, and `floor-polars` from
 benches/floor/: the same pipelines as one hand-written lazy plan each, same
@@ -9,6 +10,12 @@ Polars version and features, same Parquet outputs), generates seeded data
 at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
 products; kept in --work for later runs), then per pipeline:
 
+- with --peers, also what users would pick instead: the same pipeline as a
+  Python Polars script and as a DuckDB query (benches/peers.py, in a venv
+  the harness makes under ~/.cache with polars and duckdb pinned from
+  PyPI), whole process (interpreter start and imports included), in the
+  same alternation; their outputs checked against the floor's (same
+  columns and rows, types compared by kind);
 - check: the first mudrock run's outputs must hold the same tables as the
   floor's (`floor-polars same`), or the harness stops;
 - cold: `mudrock run` on a fresh store (inputs hard-linked in, so there is
@@ -49,6 +56,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "benches" / "floor" / "pipelines"
+PEERS = ROOT / "benches" / "peers.py"
+# The peers' versions: what the README's table was measured with.
+PEER_PACKAGES = ["polars==2.1.0", "duckdb==2.0.1"]
+
+
+def peers_python():
+    """The venv's python with the pinned peers, made on first use."""
+    venv = Path.home() / ".cache" / "mudrock-peers-venv"
+    py = venv / "bin" / "python"
+    stamp = venv / "packages.txt"
+    if not py.exists() or not stamp.exists() or stamp.read_text() != " ".join(PEER_PACKAGES):
+        print(f"making {venv} with {' '.join(PEER_PACKAGES)}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
+        stamp.write_text(" ".join(PEER_PACKAGES))
+    return py
 # Pipelines whose floor has a "-fixed" variant (see --fixed).
 FIXED = {"joins"}
 
@@ -72,7 +95,7 @@ def fresh_store(work, data, name):
     shutil.rmtree(store, ignore_errors=True)
     shared = store / "project-local" / "shared" / "floor"
     shared.mkdir(parents=True)
-    for f in data.glob("*.csv"):
+    for f in list(data.glob("*.csv")) + list(data.glob("*.parquet")):
         os.link(f, shared / f.name)
     return store
 
@@ -94,7 +117,7 @@ def dataset(floor, work, sf):
     work.mkdir(parents=True, exist_ok=True)
     sf_name = f"{sf:g}"
     data = work / f"data-sf{sf_name}"
-    if not (data / "orders.csv").exists():
+    if not (data / "events.parquet").exists():
         print(f"generating SF={sf_name} data in {data}", file=sys.stderr)
         subprocess.run([floor, "gen", sf_name, data], check=True)
     return data
@@ -104,7 +127,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sf", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--pipelines", default="chain,joins,fanout,chain40")
+    ap.add_argument("--pipelines", default="chain,joins,fanout,chain40,timestamps,dates")
+    ap.add_argument("--peers", action="store_true",
+                    help="also time a Python Polars script and DuckDB (benches/peers.py)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-build", action="store_true")
@@ -119,10 +144,11 @@ def main():
     a = ap.parse_args()
 
     mudrock, floor = binaries(not a.no_build)
+    py = peers_python() if a.peers else None
     data = dataset(floor, a.work, a.sf)
     sf_name = f"{a.sf:g}"
     size = sum(f.stat().st_size for f in data.glob("*.csv"))
-    print(f"SF={sf_name}: {size / 2**20:.0f} MiB of CSV, {a.reps} reps, "
+    print(f"SF={sf_name}: {size / 2**20:.0f} MiB of CSV (orders, customers, products, events), {a.reps} reps, "
           f"{os.cpu_count()} cores", file=sys.stderr)
 
     env = dict(os.environ, RUST_LOG="error")
@@ -133,6 +159,12 @@ def main():
         doc = PIPELINES / f"{name}.json"
         cold, floor_t, cached, indexed, fixed, before = [], [], [], [], [], []
         rss_m, rss_f, rss_c = 0.0, 0.0, 0.0
+        peer_t = {"polars": [], "duckdb": []}
+        peer_rss = {"polars": 0.0, "duckdb": 0.0}
+        if py:
+            reference = a.work / "floor-ref"
+            shutil.rmtree(reference, ignore_errors=True)
+            timed([floor, "run", name, data, reference], env)
         for rep in range(a.reps):
             def run_mudrock(binary=mudrock):
                 store = fresh_store(a.work, data, "cold")
@@ -175,7 +207,20 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 return timed([floor, "run", f"{name}-fixed", data, out] + f_opts, env)
 
+            def run_peer(tool):
+                out = a.work / f"{tool}-out"
+                shutil.rmtree(out, ignore_errors=True)
+                t, r = timed([py, PEERS, tool, name, data, out], env)
+                if rep == 0:
+                    for f in sorted(reference.glob("*.parquet")):
+                        timed([py, PEERS, "same", f, out / f.name], env)
+                shutil.rmtree(out)
+                return t, r
+
             order = [("m", run_mudrock), ("f", run_floor)]
+            if py:
+                order.append(("polars", lambda: run_peer("polars")))
+                order.append(("duckdb", lambda: run_peer("duckdb")))
             if a.indexed:
                 order.append(("i", run_indexed))
             if a.fixed and name in FIXED:
@@ -195,6 +240,9 @@ def main():
                     fixed.append(t)
                 elif who == "b":
                     before.append(t)
+                elif who in peer_t:
+                    peer_t[who].append(t)
+                    peer_rss[who] = max(peer_rss[who], r)
                 else:
                     floor_t.append(t)
                     rss_f = max(rss_f, r)
@@ -224,6 +272,17 @@ def main():
             res["floor_fixed_s"] = statistics.median(fixed)
             res["fixed_ratio"] = res["mudrock_cold_s"] / res["floor_fixed_s"]
             res["all"]["floor_fixed"] = fixed
+        if py:
+            res["peers"] = {
+                tool: {"s": statistics.median(ts), "peak_rss_mib": peer_rss[tool], "all": ts}
+                for tool, ts in peer_t.items()
+            }
+            best = min(res["peers"], key=lambda k: res["peers"][k]["s"])
+            res["faster_peer"] = best
+            res["cold_vs_peer"] = res["mudrock_cold_s"] / res["peers"][best]["s"]
+            res["rss_vs_peer"] = rss_m / res["peers"][best]["peak_rss_mib"]
+            res["cached_vs_peer"] = res["mudrock_cached_s"] / res["peers"][best]["s"]
+            shutil.rmtree(reference, ignore_errors=True)
         if before:
             res["before_cold_s"] = statistics.median(before)
             res["before_ratio"] = res["before_cold_s"] / res["floor_s"]
@@ -233,6 +292,12 @@ def main():
               f"({res['cold_ratio']:.2f}x) | cached {res['mudrock_cached_s']*1000:6.0f} ms "
               f"({res['cached_ratio']:.3f}x) | peak RSS MiB floor {rss_f:.0f}, mudrock {rss_m:.0f}",
               flush=True)
+        if py:
+            pp = res["peers"]
+            print(f"{'':8} Python Polars {pp['polars']['s']*1000:6.0f} ms ({pp['polars']['peak_rss_mib']:.0f} MiB) | "
+                  f"DuckDB {pp['duckdb']['s']*1000:6.0f} ms ({pp['duckdb']['peak_rss_mib']:.0f} MiB) | "
+                  f"mudrock cold / faster ({res['faster_peer']}) {res['cold_vs_peer']:.2f}x, "
+                  f"peak RSS {res['rss_vs_peer']:.2f}x, cached {res['cached_vs_peer']:.3f}x", flush=True)
         if indexed:
             print(f"{'':8} mudrock cold, sources already hashed {res['mudrock_indexed_s']*1000:8.0f} ms "
                   f"({res['indexed_ratio']:.2f}x)", flush=True)

@@ -307,6 +307,32 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ],
         ),
         (
+            "date format on a non-date column, a bad format, a format on parquet",
+            with(|v| {
+                v["nodes"][0]["config"]["options"] = json!({"schemaOverrides": [
+                    {"name": "quantity", "dtype": "int64", "format": "%Y"},
+                    {"name": "ts", "dtype": "datetime", "format": "%Y-%m-%Q"},
+                    {"name": "day", "dtype": "date", "format": "%H:%M"}
+                ]})
+            }),
+            vec![
+                "error: nodes[0].config.options.schemaOverrides[0].format: node \"orders\": a format applies to date and datetime columns, not int64",
+                "error: nodes[0].config.options.schemaOverrides[1].format: node \"orders\": \"%Y-%m-%Q\" is not a valid strftime format",
+                "error: nodes[0].config.options.schemaOverrides[2].format: node \"orders\": \"%H:%M\" does not name a full date (year, month and day)",
+            ],
+        ),
+        (
+            "date format on a parquet source",
+            with(|v| {
+                v["nodes"][0]["config"] = json!({"source": "shared/orders.parquet", "options": {"schemaOverrides": [
+                    {"name": "ts", "dtype": "datetime", "format": "%Y-%m-%d"}
+                ]}})
+            }),
+            vec![
+                "error: nodes[0].config.options.schemaOverrides[0].format: node \"orders\": a format applies to csv sources only",
+            ],
+        ),
+        (
             "unknown dtype",
             with(
                 |v| v["nodes"][1]["config"] = json!({"operator": "cast", "columns": [{"name": "quantity", "dtype": "integer64"}]}),

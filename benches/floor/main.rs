@@ -5,7 +5,7 @@
 //!
 //!     floor-polars gen SF DIR            # orders (2 M × SF), customers, products
 //!     floor-polars run PIPELINE DATA OUT [--streaming]
-//!                                        # chain | joins | fanout | chain40
+//!                                        # chain | joins | fanout | chain40 | timestamps | dates
 //!                                        # (--streaming: Polars' streaming
 //!                                        # engine, as `mudrock run --streaming always`)
 //!     floor-polars same A.parquet B.parquet  # same columns, types and rows?
@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+mod seeded;
+mod temporal;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let r = match args.get(1).map(String::as_str) {
-        Some("gen") if args.len() == 4 => generate(
+        Some("gen") if args.len() == 4 => seeded::generate(
             args[2].parse().expect("SF is a number"),
             Path::new(&args[3]),
         ),
@@ -41,64 +44,6 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-}
-
-/// xorshift64*: seeded, identical on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const STATUSES: [&str; 5] = ["completed", "shipped", "pending", "cancelled", "returned"];
-const REGIONS: [&str; 8] = [
-    "north", "south", "east", "west", "central", "coast", "hills", "plains",
-];
-const SEGMENTS: [&str; 4] = ["consumer", "smb", "enterprise", "public"];
-
-fn generate(sf: f64, dir: &Path) -> PolarsResult<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let orders = (2_000_000.0 * sf) as usize;
-    let customers = ((50_000.0 * sf) as usize).max(100);
-    let products = 10_000usize;
-
-    let mut o = df! {
-        "order_id" => (0..orders as i64).collect::<Vec<_>>(),
-        "customer_id" => (0..orders).map(|_| rng.below(customers as u64) as i64).collect::<Vec<_>>(),
-        "product_id" => (0..orders).map(|_| rng.below(products as u64) as i64).collect::<Vec<_>>(),
-        "quantity" => (0..orders).map(|_| 1 + rng.below(10) as i64).collect::<Vec<_>>(),
-        "discount" => (0..orders).map(|_| rng.below(31) as f64 / 100.0).collect::<Vec<_>>(),
-        "status" => (0..orders).map(|_| STATUSES[rng.below(5) as usize]).collect::<Vec<_>>(),
-    }?;
-    let mut c = df! {
-        "customer_id" => (0..customers as i64).collect::<Vec<_>>(),
-        "name" => (0..customers).map(|i| format!("customer {i}")).collect::<Vec<_>>(),
-        "region" => (0..customers).map(|_| REGIONS[rng.below(8) as usize]).collect::<Vec<_>>(),
-        "segment" => (0..customers).map(|_| SEGMENTS[rng.below(4) as usize]).collect::<Vec<_>>(),
-    }?;
-    let mut p = df! {
-        "product_id" => (0..products as i64).collect::<Vec<_>>(),
-        "category" => (0..products).map(|i| format!("category {}", i % 20)).collect::<Vec<_>>(),
-        "unit_price" => (0..products).map(|_| (100 + rng.below(50_000)) as f64 / 100.0).collect::<Vec<_>>(),
-    }?;
-    for (name, df) in [
-        ("orders", &mut o),
-        ("customers", &mut c),
-        ("products", &mut p),
-    ] {
-        let f = std::fs::File::create(dir.join(format!("{name}.csv")))?;
-        CsvWriter::new(f).finish(df)?;
-    }
-    Ok(())
 }
 
 /// Whether two Parquet files hold the same table (floats to 1e-9
@@ -316,6 +261,8 @@ fn run(pipeline: &str, data: &Path, out: &Path, engine: Engine) -> PolarsResult<
             }
             write(out, "out", lf.collect_with_engine(engine)?.unwrap_single())
         }
+        "timestamps" => temporal::timestamps(data, out, engine),
+        "dates" => temporal::dates(data, out, engine),
         other => Err(PolarsError::ComputeError(
             format!("unknown pipeline {other}").into(),
         )),

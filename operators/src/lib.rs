@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod date_trunc;
 pub mod dtype;
 pub mod expr;
 pub mod guard;

@@ -1,8 +1,10 @@
 //! Rewrites SQL functions users expect but Polars SQL 0.55 lacks into ones
 //! it has, on the parsed AST (never by string search).
 //!
-//! `date_trunc('unit', x)` becomes `strptime(strftime(x, fmt), fmt)` for
-//! year, month, day, hour, minute and second; the result is a datetime.
+//! `date_trunc('unit', x)` becomes `mudrock_date_trunc_unit(x)`, Polars'
+//! native truncation registered by [`crate::date_trunc`] (year, quarter,
+//! month, week, day, hour, minute, second); the result is a datetime. A
+//! query that names those internal functions itself is refused.
 
 use std::ops::ControlFlow;
 
@@ -12,21 +14,24 @@ use sqlparser::ast::{
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
-/// Units `date_trunc` accepts, with the formats that truncate to them.
-const UNITS: &[(&str, &str, &str)] = &[
-    ("year", "%Y-01-01", "%Y-%m-%d"),
-    ("month", "%Y-%m-01", "%Y-%m-%d"),
-    ("day", "%Y-%m-%d", "%Y-%m-%d"),
-    ("hour", "%Y-%m-%d %H:00:00", "%Y-%m-%d %H:%M:%S"),
-    ("minute", "%Y-%m-%d %H:%M:00", "%Y-%m-%d %H:%M:%S"),
-    ("second", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"),
-];
+use crate::date_trunc::{PREFIX, UNITS, is_internal};
 
 fn needs_rewrite(sql: &str) -> bool {
     sql.to_ascii_lowercase().contains("date_trunc")
 }
 
+/// A name the user may not call: the functions `date_trunc` becomes.
+fn refuse_internal(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Function(f) if is_internal(&f.name.to_string()) => {
+            Err(format!("unknown function \"{}\"", f.name))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rewrite_one(e: &mut Expr) -> Result<(), String> {
+    refuse_internal(e)?;
     let Expr::Function(f) = e else { return Ok(()) };
     if !f.name.to_string().eq_ignore_ascii_case("date_trunc") {
         return Ok(());
@@ -55,14 +60,14 @@ fn rewrite_one(e: &mut Expr) -> Result<(), String> {
         },
         _ => return Err("date_trunc's unit must be a quoted string like 'month'".into()),
     };
-    let Some((_, fmt, parse)) = UNITS.iter().find(|(u, _, _)| *u == unit) else {
+    if !UNITS.iter().any(|(u, _)| *u == unit) {
         let names: Vec<&str> = UNITS.iter().map(|u| u.0).collect();
         return Err(format!(
             "date_trunc unit '{unit}' is not supported; use one of {}",
             names.join(", ")
         ));
     };
-    let text = format!("strptime(strftime({value}, '{fmt}'), '{parse}')");
+    let text = format!("{PREFIX}{unit}({value})");
     *e = Parser::new(&GenericDialect)
         .try_with_sql(&text)
         .and_then(|mut p| p.parse_expr())
@@ -105,9 +110,15 @@ mod tests {
     #[test]
     fn rewrites_date_trunc() {
         let q = rewrite_query("SELECT date_trunc('month', ts) AS m FROM t").unwrap();
+        assert_eq!(q, "SELECT mudrock_date_trunc_month(ts) AS m FROM t");
         assert_eq!(
-            q,
-            "SELECT strptime(strftime(ts, '%Y-%m-01'), '%Y-%m-%d') AS m FROM t"
+            rewrite_query("SELECT date_trunc('WEEK', date_trunc('day', ts)) FROM t").unwrap(),
+            "SELECT mudrock_date_trunc_week(mudrock_date_trunc_day(ts)) FROM t"
+        );
+        // The internal names are mudrock's, not the user's.
+        assert_eq!(
+            rewrite_query("SELECT mudrock_date_trunc_month(ts) FROM t").unwrap_err(),
+            "unknown function \"mudrock_date_trunc_month\""
         );
         assert_eq!(rewrite_query("SELECT a FROM t").unwrap(), "SELECT a FROM t");
         // The token checks come before the parse: the fuzzer's query took

@@ -12,7 +12,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use polars::prelude::*;
-use polars::sql::SQLContext;
 
 use crate::guard::QueryRules;
 
@@ -49,7 +48,7 @@ fn execute_closed(
     query: &str,
     defined: &BTreeSet<String>,
 ) -> PolarsResult<LazyFrame> {
-    let mut ctx = SQLContext::new();
+    let mut ctx = crate::date_trunc::context();
     for (name, lf) in &frames {
         ctx.register(name, lf.clone());
     }

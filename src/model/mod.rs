@@ -3,6 +3,7 @@
 //! Everything else depends on this module; it depends on nothing of
 //! mudrock's but the operators' configs.
 
+pub mod date_format;
 pub mod pipeline;
 pub mod records;
 

@@ -259,6 +259,10 @@ impl IngestOptions {
 pub struct SchemaOverride {
     pub name: String,
     pub dtype: String,
+    /// csv, `date`/`datetime` only: the strftime format of the column's
+    /// text (inferred from the first rows when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// An output node's config.

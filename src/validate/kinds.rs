@@ -163,6 +163,23 @@ impl Validator {
                     );
                     ok = false;
                 }
+                if let Some(f) = &s.format {
+                    let path = format!("{cpath}.options.schemaOverrides[{i}].format");
+                    let problem = if format.is_some_and(|f| f != Format::Csv) {
+                        Some("a format applies to csv sources only".to_string())
+                    } else if !matches!(s.dtype.as_str(), "date" | "datetime") {
+                        Some(format!(
+                            "a format applies to date and datetime columns, not {}",
+                            s.dtype
+                        ))
+                    } else {
+                        crate::model::date_format::check_format(f)
+                    };
+                    if let Some(m) = problem {
+                        self.err_node(path, nid, m, None);
+                        ok = false;
+                    }
+                }
             }
         }
         ok.then_some(NodeKind::Ingestion(cfg))

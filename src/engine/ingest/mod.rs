@@ -19,6 +19,7 @@ use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 mod files;
 mod schema;
+pub mod temporal;
 
 pub use files::{SourceFiles, fetch};
 pub use schema::parquet_schema;
@@ -165,34 +166,13 @@ pub fn scan(cfg: &IngestionConfig, data: &SourceData) -> PolarsResult<LazyFrame>
     let overrides = overrides(cfg);
     let lf = match format {
         Format::Csv => {
-            let mut r = LazyCsvReader::new_with_sources(data.sources())
-                .with_has_header(o.has_header.unwrap_or(true))
-                .with_separator(
-                    o.delimiter
-                        .as_deref()
-                        .map(|d| d.as_bytes()[0])
-                        .unwrap_or(b','),
-                )
-                .with_try_parse_dates(o.try_parse_dates.unwrap_or(false))
-                .with_skip_rows(o.skip_rows.unwrap_or(0));
-            if let Some(q) = &o.quote_char {
-                r = r.with_quote_char(Some(q.as_bytes()[0]));
-            }
-            if let Some(c) = &o.comment_prefix {
-                r = r.with_comment_prefix(Some(c.as_str().into()));
-            }
-            if let Some(nv) = &o.null_values {
-                r = r.with_null_values(Some(NullValues::AllColumns(
-                    nv.iter().map(|s| s.as_str().into()).collect(),
-                )));
-            }
-            if let Some(n) = o.infer_schema_length {
-                r = r.with_infer_schema_length(Some(n));
-            }
-            if let Some(s) = &overrides {
-                r = r.with_dtype_overwrite(Some(Arc::new(s.clone())));
-            }
-            return r.finish();
+            let converted = temporal::plan(cfg, data, |names| sample(cfg, data, names));
+            let lf = csv_reader(cfg, data.sources(), overrides.as_ref(), &converted).finish()?;
+            return Ok(if converted.is_empty() {
+                lf
+            } else {
+                lf.with_columns(converted.iter().map(|c| c.expr(true)).collect::<Vec<_>>())
+            });
         }
         Format::Parquet => {
             LazyFrame::scan_parquet_sources(data.sources(), ScanArgsParquet::default())?
@@ -238,6 +218,85 @@ pub fn scan(cfg: &IngestionConfig, data: &SourceData) -> PolarsResult<LazyFrame>
     })
 }
 
+/// The CSV reader with the node's options; the `converted` columns are
+/// read as text (see [`temporal`]).
+fn csv_reader(
+    cfg: &IngestionConfig,
+    sources: ScanSources,
+    overrides: Option<&Schema>,
+    converted: &[temporal::Converted],
+) -> LazyCsvReader {
+    let o = &cfg.options;
+    let mut r = LazyCsvReader::new_with_sources(sources)
+        .with_has_header(o.has_header.unwrap_or(true))
+        .with_separator(
+            o.delimiter
+                .as_deref()
+                .map(|d| d.as_bytes()[0])
+                .unwrap_or(b','),
+        )
+        .with_try_parse_dates(o.try_parse_dates.unwrap_or(false))
+        .with_skip_rows(o.skip_rows.unwrap_or(0));
+    if let Some(q) = &o.quote_char {
+        r = r.with_quote_char(Some(q.as_bytes()[0]));
+    }
+    if let Some(c) = &o.comment_prefix {
+        r = r.with_comment_prefix(Some(c.as_str().into()));
+    }
+    if let Some(nv) = &o.null_values {
+        r = r.with_null_values(Some(NullValues::AllColumns(
+            nv.iter().map(|s| s.as_str().into()).collect(),
+        )));
+    }
+    if let Some(n) = o.infer_schema_length {
+        r = r.with_infer_schema_length(Some(n));
+    }
+    if let Some(s) = overrides {
+        let mut s = s.clone();
+        for c in converted {
+            s.with_column(c.column.as_str().into(), DataType::String);
+        }
+        r = r.with_dtype_overwrite(Some(Arc::new(s)));
+    }
+    r
+}
+
+/// The first rows of the first file, the named columns as text: the
+/// sample a date format is inferred from.
+fn sample(cfg: &IngestionConfig, data: &SourceData, names: &[String]) -> Option<DataFrame> {
+    let SourceData::Paths(p) = data else {
+        return None;
+    };
+    let first = SourceData::Paths(vec![p.first()?.clone()]);
+    let mut text = overrides(cfg).unwrap_or_default();
+    for n in names {
+        text.with_column(n.as_str().into(), DataType::String);
+    }
+    csv_reader(cfg, first.sources(), Some(&text), &[])
+        .with_n_rows(Some(temporal::SAMPLE_ROWS))
+        .finish()
+        .ok()?
+        .select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())
+        .collect()
+        .ok()
+}
+
+/// For a CSV scan that fails: the first value of a converted date or
+/// datetime column that its format does not read, as the node's error.
+fn bad_temporal_value(cfg: &IngestionConfig, data: &SourceData) -> Option<String> {
+    if cfg.effective_format().unwrap_or(Format::Csv) != Format::Csv {
+        return None;
+    }
+    let converted = temporal::plan(cfg, data, |names| sample(cfg, data, names));
+    if converted.is_empty() {
+        return None;
+    }
+    let lf = csv_reader(cfg, data.sources(), overrides(cfg).as_ref(), &converted)
+        .finish()
+        .ok()?;
+    temporal::first_bad(lf, &converted)
+}
+
 /// Which source file breaks a failing scan, for the error message.
 pub fn culprit(
     cfg: &IngestionConfig,
@@ -246,7 +305,8 @@ pub fn culprit(
 ) -> Option<(String, String)> {
     for (i, key) in keys.iter().enumerate().take(data.len()) {
         if let Err(e) = scan(cfg, &data.single(i)).and_then(|lf| lf.collect()) {
-            return Some((key.clone(), e.to_string()));
+            let message = bad_temporal_value(cfg, &data.single(i)).unwrap_or_else(|| e.to_string());
+            return Some((key.clone(), message));
         }
     }
     None
