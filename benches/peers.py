@@ -103,8 +103,9 @@ DUCKDB = {
              JOIN read_csv('{d}/customers.csv') USING (customer_id)
         GROUP BY region, category ORDER BY revenue DESC, region, category LIMIT 10"""},
     "fanout": {
-        "by_status": "SELECT status, sum(quantity) AS quantity FROM orders GROUP BY ALL ORDER BY ALL",
-        "by_product": "SELECT product_id, sum(quantity) AS quantity, count(*) AS orders FROM orders GROUP BY ALL ORDER BY product_id",
+        "by_status": "SELECT status, CAST(sum(quantity) AS BIGINT) AS quantity FROM orders GROUP BY ALL ORDER BY ALL",
+        "by_product": "SELECT product_id, CAST(sum(quantity) AS BIGINT) AS quantity, count(*) AS orders FROM orders "
+                      "GROUP BY ALL ORDER BY product_id",
         "by_customer": "SELECT customer_id, avg(discount) AS discount FROM orders GROUP BY ALL ORDER BY customer_id",
         "by_quantity": "SELECT quantity, count(*) AS orders FROM orders GROUP BY ALL ORDER BY quantity",
     },

@@ -235,13 +235,12 @@ pub async fn lookup(
     key: &str,
 ) -> Option<CacheMeta> {
     let prefix = entry_prefix(pipeline_id, key);
-    let raw = store
-        .get(bucket, &format!("{prefix}metadata.json"))
-        .await
-        .ok()?;
-    let meta: CacheMeta = serde_json::from_slice(&raw).ok()?;
     let data_key = format!("{prefix}data.parquet");
-    let head = store.head(bucket, &data_key).await.ok()?;
+    // The metadata and the data's HEAD at once: one round trip, not two.
+    let meta_key = format!("{prefix}metadata.json");
+    let (raw, head) = tokio::join!(store.get(bucket, &meta_key), store.head(bucket, &data_key));
+    let meta: CacheMeta = serde_json::from_slice(&raw.ok()?).ok()?;
+    let head = head.ok()?;
     if head.size != meta.bytes || meta.cache_key != key {
         tracing::warn!(key, "cache entry size mismatch; recomputing");
         return None;

@@ -49,7 +49,7 @@ pub fn dates(data: &Path, out: &Path, engine: Engine) -> PolarsResult<()> {
     .filter(
         col("shipped")
             .is_not_null()
-            .and(col("day").gt_eq(lit("2024-07-01").cast(DataType::Date))),
+            .and(col("day").gt_eq(lit("2024-07-01").str().to_date(Default::default()))),
     )
     .with_columns([
         col("day")

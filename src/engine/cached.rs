@@ -80,15 +80,7 @@ pub(super) async fn consumers_cached(ctx: &Ctx, root: usize) -> bool {
         let Some(key) = &ctx.prep.keys[u] else {
             return false;
         };
-        if cache::lookup(
-            ctx.store.as_ref(),
-            &ctx.opts.bucket,
-            &ctx.opts.pipeline_id,
-            key,
-        )
-        .await
-        .is_none()
-        {
+        if ctx.lookup(key).await.is_none() {
             return false;
         }
     }

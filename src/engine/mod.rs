@@ -111,6 +111,8 @@ struct Ctx {
     /// Column names of every node built in this run or read from a cache
     /// entry: what column lineage is traced over.
     columns: std::sync::Mutex<HashMap<usize, Vec<String>>>,
+    /// Cache lookups by key, each done once per run ([`Ctx::lookup`]).
+    lookups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<CacheMeta>>>>>,
 }
 
 /// What one finished node hands on.
@@ -157,11 +159,6 @@ impl Engine {
         let store = self.store.clone();
         store.create_bucket(&opts.bucket).await?;
         let run_prefix = format!("pipelines/{}/runs/{}/", opts.pipeline_id, opts.run_id);
-        // A retried run overwrites its own folder: remove the old commit
-        // marker first so the folder never looks complete mid-retry.
-        store
-            .delete(&opts.bucket, &format!("{run_prefix}metadata.json"))
-            .await?;
 
         let scratch = tempfile::Builder::new()
             .prefix("mudrock-run-")
@@ -171,7 +168,16 @@ impl Engine {
             })?;
         let budget = Arc::new(scratch::ScratchBudget::new(opts.limits.max_scratch_bytes));
         let files = ingest::SourceFiles::new(scratch.path().join("sources"), budget.clone());
-        let prep = prepare(store.as_ref(), &opts, &pipeline, &files).await?;
+        // A retried run overwrites its own folder: remove the old commit
+        // marker before anything is written there (so the folder never
+        // looks complete mid-retry), while the sources are resolved.
+        let marker = format!("{run_prefix}metadata.json");
+        let (deleted, prep) = tokio::join!(
+            store.delete(&opts.bucket, &marker),
+            prepare(store.as_ref(), &opts, &pipeline, &files)
+        );
+        deleted?;
+        let prep = prep?;
         tracing::info!(
             run_id = %opts.run_id,
             pipeline = %opts.pipeline_id,
@@ -193,7 +199,25 @@ impl Engine {
             computing: Default::default(),
             background: Default::default(),
             columns: Default::default(),
+            lookups: Default::default(),
         });
+        // Every unit root's cache entry is looked up at once, now: a unit
+        // then finds its answer waiting instead of starting a round trip
+        // after the units it reads from, so a fully cached run costs one
+        // round of lookups, not one per level of the DAG.
+        if opts.use_cache {
+            let keys: Vec<String> = ctx
+                .prep
+                .members
+                .keys()
+                .filter(|&&r| ctx.prep.entry[r])
+                .filter_map(|&r| ctx.prep.keys[r].clone())
+                .collect();
+            let c = ctx.clone();
+            tokio::spawn(async move {
+                futures_util::future::join_all(keys.iter().map(|k| c.lookup(k))).await;
+            });
+        }
 
         let finished = schedule(ctx.clone()).await;
         // Also on error: scratch files must outlive the writes using them.
@@ -326,6 +350,28 @@ fn now() -> String {
 }
 
 impl Ctx {
+    /// The cache entry under `key`, looked up (and verified) once per run:
+    /// units and the fan-out check ask for the same entries.
+    async fn lookup(&self, key: &str) -> Option<CacheMeta> {
+        let cell = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| {
+            cache::lookup(
+                self.store.as_ref(),
+                &self.opts.bucket,
+                &self.opts.pipeline_id,
+                key,
+            )
+        })
+        .await
+        .clone()
+    }
+
     fn record(&self, i: usize, status: NodeStatus) -> NodeRecord {
         let node = &self.pipeline.nodes[i];
         NodeRecord {

@@ -138,24 +138,40 @@ pub(super) async fn write_output(
     let node = &ctx.pipeline.nodes[root];
     let entry = cache::entry_prefix(&ctx.opts.pipeline_id, &meta.cache_key);
     let prefix = format!("{}outputs/{}/", ctx.run_prefix, node.id);
-    ctx.store
-        .copy(
-            b,
-            &format!("{entry}data.parquet"),
-            &format!("{prefix}data.parquet"),
-        )
-        .await
-        .map_err(NodeError::storage)?;
-    if let Some(x) = &meta.export {
+    // The copies and the metadata at once: nothing reads a run's folder
+    // before its commit marker, written after every output.
+    let data = async {
         ctx.store
-            .copy(b, &format!("{entry}{}", x.cache_file), &x.key)
+            .copy(
+                b,
+                &format!("{entry}data.parquet"),
+                &format!("{prefix}data.parquet"),
+            )
             .await
-            .map_err(NodeError::storage)?;
-    }
-    write_output_meta(ctx, root, meta, Some(meta.cache_key.clone())).await
+            .map_err(NodeError::storage)
+    };
+    let export = async {
+        match &meta.export {
+            Some(x) => ctx
+                .store
+                .copy(b, &format!("{entry}{}", x.cache_file), &x.key)
+                .await
+                .map(|_| ())
+                .map_err(NodeError::storage),
+            None => Ok(()),
+        }
+    };
+    let (data, export, written) = tokio::join!(
+        data,
+        export,
+        write_output_meta(ctx, root, meta, Some(meta.cache_key.clone()))
+    );
+    data?;
+    export?;
+    written
 }
 
-/// `schema.json` then the dataframe's `metadata.json`.
+/// `schema.json` and the dataframe's `metadata.json`, at once.
 pub(super) async fn write_output_meta(
     ctx: &Ctx,
     root: usize,
@@ -165,10 +181,6 @@ pub(super) async fn write_output_meta(
     let b = &ctx.opts.bucket;
     let node = &ctx.pipeline.nodes[root];
     let prefix = format!("{}outputs/{}/", ctx.run_prefix, node.id);
-    ctx.store
-        .put(b, &format!("{prefix}schema.json"), to_json(&meta.schema))
-        .await
-        .map_err(NodeError::storage)?;
     let dm = DataframeMeta {
         format_version: FORMAT_VERSION,
         dataframe_id: node.id.clone(),
@@ -182,10 +194,14 @@ pub(super) async fn write_output_meta(
         compression: meta.compression.clone(),
         export: meta.export.clone(),
     };
-    ctx.store
-        .put(b, &format!("{prefix}metadata.json"), to_json(&dm))
-        .await
-        .map_err(NodeError::storage)?;
+    let schema_key = format!("{prefix}schema.json");
+    let meta_key = format!("{prefix}metadata.json");
+    let (schema, written) = tokio::join!(
+        ctx.store.put(b, &schema_key, to_json(&meta.schema)),
+        ctx.store.put(b, &meta_key, to_json(&dm))
+    );
+    schema.map_err(NodeError::storage)?;
+    written.map_err(NodeError::storage)?;
     Ok(LineageOutput {
         dataframe_id: node.id.clone(),
         path: format!("{prefix}data.parquet"),

@@ -41,6 +41,25 @@ pub(crate) async fn prepare(
     let mut cacheable = vec![true; n];
     let mut sources: Vec<Option<Resolved>> = (0..n).map(|_| None).collect();
     let mut bytes_hashed = 0;
+    // Every source at once: each is a listing or HEAD, then its hash from
+    // the source index (or a download), round trips that do not depend on
+    // one another.
+    let ingestion: Vec<(usize, &crate::model::pipeline::IngestionConfig)> = order
+        .iter()
+        .filter_map(|&i| match &p.nodes[i].kind {
+            NodeKind::Ingestion(cfg) => Some((i, cfg)),
+            _ => None,
+        })
+        .collect();
+    let mut resolved: HashMap<usize, Result<(Vec<(ObjectMeta, SourceObject)>, u64), NodeError>> =
+        futures_util::future::join_all(
+            ingestion
+                .iter()
+                .map(|&(i, cfg)| async move { (i, resolve_source(store, opts, cfg, files).await) }),
+        )
+        .await
+        .into_iter()
+        .collect();
     for &i in &order {
         let node = &p.nodes[i];
         // Error frames carry the run id and time: nothing downstream of an
@@ -54,52 +73,23 @@ pub(crate) async fn prepare(
             cacheable[i] = false;
         }
         keys[i] = match &node.kind {
-            NodeKind::Ingestion(cfg) => {
-                match ingest::resolve(store, &opts.bucket, cfg, opts.limits.max_glob_matches).await
-                {
-                    Ok(objs) => {
-                        let mut hashed = Vec::with_capacity(objs.len());
-                        let mut failed = None;
-                        for m in objs {
-                            let read = || files.hash(store, &opts.bucket, &m);
-                            match cache::hash_source(store, &opts.bucket, &m, read).await {
-                                Ok((o, read)) => {
-                                    if read {
-                                        bytes_hashed += o.size;
-                                    }
-                                    hashed.push((m, o));
-                                }
-                                Err(e) => {
-                                    failed = Some(NodeError::storage(e));
-                                    break;
-                                }
-                            }
-                        }
-                        match failed {
-                            Some(e) => {
-                                sources[i] = Some(Err(e));
-                                None
-                            }
-                            None => {
-                                let config =
-                                    canonical_json(&serde_json::to_value(cfg).unwrap_or_default());
-                                let objs: Vec<SourceObject> =
-                                    hashed.iter().map(|(_, o)| o.clone()).collect();
-                                sources[i] = Some(Ok(hashed));
-                                Some(cache::ingestion_key(&config, &objs))
-                            }
-                        }
-                    }
-                    Err(mut e) => {
-                        // A source that is not there is the `source` field's problem.
-                        if e.kind == NodeErrorKind::Data {
-                            e.path = Some(format!("{}.config.source", node.path));
-                        }
-                        sources[i] = Some(Err(e));
-                        None
-                    }
+            NodeKind::Ingestion(cfg) => match resolved.remove(&i).expect("every source resolved") {
+                Ok((hashed, read)) => {
+                    bytes_hashed += read;
+                    let config = canonical_json(&serde_json::to_value(cfg).unwrap_or_default());
+                    let objs: Vec<SourceObject> = hashed.iter().map(|(_, o)| o.clone()).collect();
+                    sources[i] = Some(Ok(hashed));
+                    Some(cache::ingestion_key(&config, &objs))
                 }
-            }
+                Err(mut e) => {
+                    // A source that is not there is the `source` field's problem.
+                    if e.kind == NodeErrorKind::Data && e.path.is_none() {
+                        e.path = Some(format!("{}.config.source", node.path));
+                    }
+                    sources[i] = Some(Err(e));
+                    None
+                }
+            },
             kind => {
                 let input_keys: Option<Vec<String>> =
                     p.inputs(i).map(|e| keys[e.source].clone()).collect();
@@ -161,6 +151,30 @@ pub(crate) async fn prepare(
         sources,
         bytes_hashed,
     })
+}
+
+/// A source's objects, each with its content hash, and the bytes read to
+/// hash them (objects the source index did not know).
+async fn resolve_source(
+    store: &dyn ObjectStore,
+    opts: &RunOptions,
+    cfg: &crate::model::pipeline::IngestionConfig,
+    files: &ingest::SourceFiles,
+) -> Result<(Vec<(ObjectMeta, SourceObject)>, u64), NodeError> {
+    let objs = ingest::resolve(store, &opts.bucket, cfg, opts.limits.max_glob_matches).await?;
+    let mut hashed = Vec::with_capacity(objs.len());
+    let mut bytes = 0;
+    for m in objs {
+        let read = || files.hash(store, &opts.bucket, &m);
+        let (o, was_read) = cache::hash_source(store, &opts.bucket, &m, read)
+            .await
+            .map_err(NodeError::storage)?;
+        if was_read {
+            bytes += o.size;
+        }
+        hashed.push((m, o));
+    }
+    Ok((hashed, bytes))
 }
 
 pub(crate) fn is_mat_point(p: &Pipeline, i: usize) -> bool {

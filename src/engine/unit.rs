@@ -138,14 +138,7 @@ pub(super) async fn run_unit_once(
     let root_runs = gates[&root] == Gate::Run;
     if root_runs && ctx.opts.use_cache && ctx.prep.entry[root] {
         let key = ctx.prep.keys[root].clone().unwrap();
-        if let Some(meta) = cache::lookup(
-            ctx.store.as_ref(),
-            &ctx.opts.bucket,
-            &ctx.opts.pipeline_id,
-            &key,
-        )
-        .await
-        {
+        if let Some(meta) = ctx.lookup(&key).await {
             return cached_unit(ctx, &unit, meta).await;
         }
     }

@@ -154,6 +154,12 @@ pub struct HookedStore {
     /// Hide the inner store's local paths, so a local directory behaves
     /// like a remote store (sources are downloaded, not read in place).
     pub remote: bool,
+    /// A round trip's time, as on a remote server (zero: none).
+    pub latency: std::time::Duration,
+    /// The deepest chain of calls each waiting for the one before: a
+    /// call's depth is one more than the deepest call finished when it
+    /// started. With a latency, the run's round trips on its critical path.
+    pub depth: std::sync::atomic::AtomicUsize,
 }
 
 impl HookedStore {
@@ -164,6 +170,8 @@ impl HookedStore {
             before: Box::new(|_, _| {}),
             calls: Default::default(),
             remote: false,
+            latency: std::time::Duration::ZERO,
+            depth: Default::default(),
         }
     }
 
@@ -195,6 +203,25 @@ impl HookedStore {
             .count()
     }
 
+    /// One call: recorded, maybe failed, delayed by the latency, its depth
+    /// counted.
+    async fn call<T>(
+        &self,
+        op: &str,
+        key: &str,
+        f: impl std::future::Future<Output = mudrock::store::Result<T>>,
+    ) -> mudrock::store::Result<T> {
+        use std::sync::atomic::Ordering;
+        self.enter(op, key)?;
+        let depth = self.depth.load(Ordering::SeqCst) + 1;
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let r = f.await;
+        self.depth.fetch_max(depth, Ordering::SeqCst);
+        r
+    }
+
     fn enter(&self, op: &str, key: &str) -> mudrock::store::Result<()> {
         (self.before)(op, key);
         self.calls
@@ -217,8 +244,8 @@ impl std::fmt::Debug for HookedStore {
 #[async_trait::async_trait]
 impl ObjectStore for HookedStore {
     async fn create_bucket(&self, b: &str) -> mudrock::store::Result<()> {
-        self.enter("create_bucket", b)?;
-        self.inner.create_bucket(b).await
+        self.call("create_bucket", b, self.inner.create_bucket(b))
+            .await
     }
     async fn put(
         &self,
@@ -226,12 +253,10 @@ impl ObjectStore for HookedStore {
         k: &str,
         d: bytes::Bytes,
     ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
-        self.enter("put", k)?;
-        self.inner.put(b, k, d).await
+        self.call("put", k, self.inner.put(b, k, d)).await
     }
     async fn get(&self, b: &str, k: &str) -> mudrock::store::Result<bytes::Bytes> {
-        self.enter("get", k)?;
-        self.inner.get(b, k).await
+        self.call("get", k, self.inner.get(b, k)).await
     }
     async fn get_range(
         &self,
@@ -239,24 +264,21 @@ impl ObjectStore for HookedStore {
         k: &str,
         r: std::ops::Range<u64>,
     ) -> mudrock::store::Result<bytes::Bytes> {
-        self.enter("get_range", k)?;
-        self.inner.get_range(b, k, r).await
+        self.call("get_range", k, self.inner.get_range(b, k, r))
+            .await
     }
     async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
-        self.enter("head", k)?;
-        self.inner.head(b, k).await
+        self.call("head", k, self.inner.head(b, k)).await
     }
     async fn list(
         &self,
         b: &str,
         p: &str,
     ) -> mudrock::store::Result<Vec<mudrock::store::ObjectMeta>> {
-        self.enter("list", p)?;
-        self.inner.list(b, p).await
+        self.call("list", p, self.inner.list(b, p)).await
     }
     async fn delete(&self, b: &str, k: &str) -> mudrock::store::Result<()> {
-        self.enter("delete", k)?;
-        self.inner.delete(b, k).await
+        self.call("delete", k, self.inner.delete(b, k)).await
     }
     async fn copy(
         &self,
@@ -264,16 +286,14 @@ impl ObjectStore for HookedStore {
         f: &str,
         t: &str,
     ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
-        self.enter("copy", t)?;
-        self.inner.copy(b, f, t).await
+        self.call("copy", t, self.inner.copy(b, f, t)).await
     }
     async fn writer(
         &self,
         b: &str,
         k: &str,
     ) -> mudrock::store::Result<Box<dyn mudrock::store::ObjectWriter>> {
-        self.enter("writer", k)?;
-        self.inner.writer(b, k).await
+        self.call("writer", k, self.inner.writer(b, k)).await
     }
     async fn put_file(
         &self,
@@ -281,16 +301,14 @@ impl ObjectStore for HookedStore {
         k: &str,
         p: &std::path::Path,
     ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
-        self.enter("put_file", k)?;
-        self.inner.put_file(b, k, p).await
+        self.call("put_file", k, self.inner.put_file(b, k, p)).await
     }
     async fn reader(
         &self,
         b: &str,
         k: &str,
     ) -> mudrock::store::Result<Box<dyn mudrock::store::ObjectReader>> {
-        self.enter("reader", k)?;
-        self.inner.reader(b, k).await
+        self.call("reader", k, self.inner.reader(b, k)).await
     }
     fn local_path(&self, b: &str, k: &str) -> Option<PathBuf> {
         if self.remote {

@@ -39,6 +39,9 @@ pub struct S3Store {
     client: Client,
     part_size: usize,
     sse: Sse,
+    /// Buckets this process created or found: a worker's later runs skip
+    /// the round trip (mudrock never deletes a bucket).
+    known_buckets: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl S3Store {
@@ -89,6 +92,7 @@ impl S3Store {
             client: Client::from_conf(b.build()),
             part_size: cfg.part_size,
             sse,
+            known_buckets: Default::default(),
         })
     }
 
@@ -145,15 +149,30 @@ impl S3Store {
 impl ObjectStore for S3Store {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         check_bucket(bucket)?;
+        if self
+            .known_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(bucket)
+        {
+            return Ok(());
+        }
+        let known = || {
+            self.known_buckets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(bucket.to_string());
+            Ok(())
+        };
         match self.client.create_bucket().bucket(bucket).send().await {
-            Ok(_) => Ok(()),
+            Ok(_) => known(),
             Err(e)
                 if matches!(
                     e.code(),
                     Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
                 ) =>
             {
-                Ok(())
+                known()
             }
             Err(e) => Err(match map_sdk_error(bucket, "", e) {
                 StoreError::Other(m) => {

@@ -1,0 +1,94 @@
+//! Store requests per run: what a cold and a fully cached run of the
+//! example ask the object store, pinned (on S3 each is a round trip).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use mudrock::engine::{Engine, RunOptions};
+use mudrock::model::RunStatus;
+
+fn ops(calls: &[(String, String)]) -> Vec<String> {
+    calls.iter().map(|(o, k)| format!("{o} {k}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_of_the_example_cold_and_cached() {
+    let env = Env::new();
+    env.copy_example_data();
+    let (p, _) = mudrock::validate::validate(example(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let scratch = tempfile::tempdir().unwrap();
+    let remote = Arc::new(HookedStore {
+        latency: std::time::Duration::from_millis(20),
+        ..HookedStore::remote(env.store.clone())
+    });
+    let engine = Engine::new(remote.clone()).with_scratch(scratch.path().to_path_buf());
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    let cold = std::mem::take(&mut *remote.calls.lock().unwrap());
+    let cold_depth = remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    let cached = std::mem::take(&mut *remote.calls.lock().unwrap());
+    let cached_depth = remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
+    let by_op = |calls: &[(String, String)]| {
+        let mut m = std::collections::BTreeMap::new();
+        for (o, _) in calls {
+            *m.entry(o.clone()).or_insert(0usize) += 1;
+        }
+        m
+    };
+    let pinned = |v: &[(&str, usize)]| {
+        v.iter()
+            .map(|(o, n)| (o.to_string(), *n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // Cold: 3 sources (HEAD, index GET, download, index PUT), every
+    // unit's entry looked up (metadata GET and data HEAD at once) and
+    // written, 4 outputs (copy or upload, schema, metadata), lineage and
+    // the commit marker.
+    assert_eq!(
+        by_op(&cold),
+        pinned(&[
+            ("copy", 4),
+            ("create_bucket", 1),
+            ("delete", 1),
+            ("get", 10),
+            ("head", 10),
+            ("put", 19),
+            ("put_file", 8),
+            ("reader", 3),
+        ]),
+        "{}",
+        ops(&cold).join("\n")
+    );
+    // Fully cached: no source read but the one the uncacheable error
+    // branch computes from (customer_issues), each entry looked up once.
+    assert_eq!(
+        by_op(&cached),
+        pinned(&[
+            ("copy", 4),
+            ("create_bucket", 1),
+            ("delete", 1),
+            ("get", 10),
+            ("head", 11),
+            ("put", 10),
+            ("put_file", 1),
+            ("reader", 1),
+        ]),
+        "{}",
+        ops(&cached).join("\n")
+    );
+    // Round trips one after another: bucket; marker delete with source
+    // HEADs; source index; every lookup at once; output copies, uploads
+    // and metadata; the error branch's download, upload and metadata;
+    // lineage; the marker. It was 24 (cold 32) when lookups went unit by
+    // unit and sources one by one.
+    assert!(
+        cached_depth <= 9,
+        "cached run: {cached_depth} round trips deep"
+    );
+    assert!(cold_depth <= 18, "cold run: {cold_depth} round trips deep");
+}
