@@ -42,6 +42,8 @@ pub(super) struct Computed {
     pub(super) rows: Option<u64>,
     pub(super) conditions: BTreeMap<String, Result<bool, String>>,
     pub(super) written: Option<Written>,
+    /// The fan-out source whose joint query computed this unit.
+    pub(super) computed_with: Option<usize>,
 }
 
 pub(super) struct MemberOutcome {
@@ -74,6 +76,13 @@ pub(super) fn compute(
     };
     let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     let p = &ctx.pipeline;
+    // Computed already, with the fan-out source this unit reads (fanout.rs).
+    let precomputed = ready.iter().find_map(|(&source, r)| match r {
+        Ready::Shared(s) => s.take(root).map(|df| (source, df)),
+        _ => None,
+    });
+    let computed_with = precomputed.as_ref().map(|(s, _)| *s);
+    let precomputed = precomputed.map(|(_, df)| df);
     let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
     // One pair of plan arenas for the unit (see `build::SchemaOf`).
     let (mut lp_arena, mut expr_arena) = (Default::default(), Default::default());
@@ -182,6 +191,7 @@ pub(super) fn compute(
             rows: None,
             conditions: BTreeMap::new(),
             written: None,
+            computed_with: None,
         };
     };
 
@@ -192,7 +202,11 @@ pub(super) fn compute(
     // never whole in memory.
     let sink = match &p.nodes[root].kind {
         NodeKind::Output(c)
-            if streaming && write && c.export.is_none() && p.outputs(root).next().is_none() =>
+            if precomputed.is_none()
+                && streaming
+                && write
+                && c.export.is_none()
+                && p.outputs(root).next().is_none() =>
         {
             Some(c.compression)
         }
@@ -217,6 +231,7 @@ pub(super) fn compute(
                         parquet,
                         export: None,
                     }),
+                    computed_with: None,
                 };
             }
             Sunk::Query(e) => Err(e),
@@ -227,7 +242,10 @@ pub(super) fn compute(
                 return storage_failure(outcomes, root, msg);
             }
         },
-        None => collect(root_lf),
+        None => match precomputed {
+            Some(df) => Ok(df),
+            None => collect(root_lf),
+        },
     };
     // Collect the root; on failure find the member that fails.
     let mut df = match collected {
@@ -272,6 +290,7 @@ pub(super) fn compute(
                 rows: None,
                 conditions: BTreeMap::new(),
                 written: None,
+                computed_with: None,
             };
         }
     };
@@ -292,6 +311,7 @@ pub(super) fn compute(
                     rows: None,
                     conditions: BTreeMap::new(),
                     written: None,
+                    computed_with: None,
                 };
             }
         }
@@ -362,6 +382,7 @@ pub(super) fn compute(
         rows: Some(rows),
         conditions,
         written,
+        computed_with,
     }
 }
 
@@ -394,5 +415,6 @@ pub(super) fn storage_failure(
         rows: None,
         conditions: BTreeMap::new(),
         written: None,
+        computed_with: None,
     }
 }

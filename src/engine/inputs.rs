@@ -7,12 +7,15 @@ use super::*;
 pub(super) enum Ready {
     Frame(DataFrame),
     Path(PathBuf),
+    /// A fan-out source's scan, and maybe this unit's precomputed result.
+    Shared(Arc<super::fanout::Shared>),
 }
 
 impl Ready {
     pub(super) fn lazy(&self) -> PolarsResult<LazyFrame> {
         match self {
             Ready::Frame(df) => Ok(df.clone().lazy()),
+            Ready::Shared(s) => Ok(s.scan.clone()),
             Ready::Path(p) => LazyFrame::scan_parquet(
                 PlRefPath::new(p.to_string_lossy().as_ref()),
                 ScanArgsParquet::default(),
@@ -24,6 +27,7 @@ impl Ready {
 pub(super) async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<Ready, NodeError> {
     match h {
         Handle::Memory(df) => Ok(Ready::Frame(df.clone())),
+        Handle::Shared(s) => Ok(Ready::Shared(s.clone())),
         // Only when a consumer's cache entry vanished during the run; the
         // next attempt computes the source.
         Handle::Deferred => Err(NodeError {

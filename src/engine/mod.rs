@@ -22,6 +22,7 @@ mod build;
 mod cached;
 mod compute;
 mod config;
+mod fanout;
 mod gate;
 pub mod ingest;
 mod inputs;
@@ -85,6 +86,8 @@ enum Handle {
     Cached(String),
     /// Not computed: every consumer was served by the cache.
     Deferred,
+    /// A fan-out source computed with its consumers (fanout.rs).
+    Shared(Arc<fanout::Shared>),
 }
 
 /// The state shared by the unit tasks.
@@ -389,6 +392,7 @@ impl Ctx {
             bytes: None,
             error: None,
             handled: None,
+            computed_with: None,
         }
     }
 

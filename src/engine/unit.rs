@@ -242,6 +242,37 @@ pub(super) async fn run_unit_once(
     if streaming {
         tracing::debug!(node = %p.nodes[root].id, source_bytes, "unit on the streaming engine");
     }
+    // 4a. A fan-out source is computed with the consumers that read only
+    // it, in one query (fanout.rs); on any failure, unit by unit below.
+    if root_runs && running == [root] {
+        let group = fanout::group(ctx, root).await;
+        if let (false, Some((data, _))) = (group.is_empty(), source_data.get(&root).cloned()) {
+            let c = ctx.clone();
+            let joint = tokio::task::spawn_blocking(move || {
+                let _computing = c.computing.enter();
+                fanout::compute(&c, root, &group, &data, source_bytes)
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("compute task failed: {e}")))?;
+            if let Some((shared, rows)) = joint {
+                let mut r = unit.record(ctx, root, NodeStatus::Succeeded);
+                r.rows = Some(rows);
+                results.push((
+                    root,
+                    Finished {
+                        record: r,
+                        handle: Some(Handle::Shared(shared)),
+                        error: None,
+                        conditions: BTreeMap::new(),
+                    },
+                ));
+                return Ok(UnitOutcome {
+                    nodes: results,
+                    outputs: Vec::new(),
+                });
+            }
+        }
+    }
     let is_output = matches!(p.nodes[root].kind, NodeKind::Output(_));
     // Outputs are the run's result: written before the unit counts as done.
     // An intermediate checkpoint's cache entry is written in the background.
@@ -299,6 +330,7 @@ pub(super) async fn run_unit_once(
         r.duration_ms = Some(elapsed);
         r.rows = outcome.rows;
         r.reason = outcome.reason.map(str::to_string);
+        r.computed_with = computed.computed_with.map(|s| p.nodes[s].id.clone());
         if let Some(e) = &outcome.error {
             r.reason = Some(e.kind.name().into());
             r.error = Some(match &e.path {

@@ -99,6 +99,10 @@ pub struct NodeRecord {
     /// Set on failures: whether an error edge handled it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handled: Option<bool>,
+    /// Computed in one query with this fan-out source and its other
+    /// consumers (one shared scan); its time is counted on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_with: Option<String>,
 }
 
 /// A node's state; the PostgreSQL enum `node_status`.
