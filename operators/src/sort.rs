@@ -64,6 +64,103 @@ impl Operator for Sort {
             .with_order_descending_multi(self.by.iter().map(|k| k.parts().1))
             .with_nulls_last_multi(self.by.iter().map(|k| k.parts().2))
             .with_maintain_order(true);
-        Ok(input.frame.sort_by_exprs(exprs, opts))
+        let keys: Vec<&str> = self.by.iter().map(|k| k.parts().0).collect();
+        let frame = match without_inner_sort(&input.frame.logical_plan, &keys) {
+            Some(plan) => LazyFrame::from(plan),
+            None => input.frame,
+        };
+        Ok(frame.sort_by_exprs(exprs, opts))
+    }
+}
+
+/// The input's plan without the sort it ends with (an aggregate's `ORDER
+/// BY` of its group keys, say), when this sort's keys include every key of
+/// that one: then rows this sort leaves tied were tied there too, kept in
+/// the order they came in, so dropping it changes nothing but the work.
+/// Sees through a final projection of plain columns (how Polars SQL ends
+/// a query) and a resolved plan's wrapper.
+fn without_inner_sort(plan: &DslPlan, keys: &[&str]) -> Option<DslPlan> {
+    match plan {
+        DslPlan::Sort {
+            input,
+            by_column,
+            slice: None,
+            ..
+        } => {
+            let covered = by_column.iter().all(|e| match e {
+                Expr::Column(c) => keys.contains(&c.as_str()),
+                _ => false,
+            });
+            covered.then(|| input.as_ref().clone())
+        }
+        DslPlan::Select {
+            expr,
+            input,
+            options,
+        } if expr.iter().all(|e| matches!(e, Expr::Column(_))) => without_inner_sort(input, keys)
+            .map(|inner| DslPlan::Select {
+                expr: expr.clone(),
+                input: std::sync::Arc::new(inner),
+                options: *options,
+            }),
+        // A plan whose schema was resolved keeps the original beside it.
+        DslPlan::IR { dsl, .. } => without_inner_sort(dsl, keys),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorts(lf: &LazyFrame) -> usize {
+        lf.describe_plan().unwrap().matches("SORT BY").count()
+    }
+
+    fn sort_over(frame: LazyFrame, by: Vec<SortKey>) -> LazyFrame {
+        let mut f = frame.clone();
+        let input = Input {
+            name: "in".into(),
+            schema: f.collect_schema().unwrap(),
+            frame,
+        };
+        Sort { by }.build(vec![input], &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn an_inner_sort_on_covered_keys_is_dropped_and_the_rows_stay_the_same() {
+        let df = df!("g" => ["b", "a", "b", "c"], "v" => [1i64, 5, 3, 5]).unwrap();
+        let agg = df
+            .lazy()
+            .group_by([col("g")])
+            .agg([col("v").sum()])
+            .sort(["g"], Default::default())
+            .select([col("g"), col("v")]);
+        let by = || {
+            vec![
+                SortKey::Spec(SortSpec {
+                    column: "v".into(),
+                    descending: true,
+                    nulls_last: false,
+                }),
+                SortKey::Name("g".into()),
+            ]
+        };
+        let out = sort_over(agg.clone(), by());
+        assert_eq!(sorts(&out), 1, "{}", out.describe_plan().unwrap());
+        let got = out.collect().unwrap();
+        assert_eq!(
+            got.column("g")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some("a"), Some("c"), Some("b")]
+        );
+        // Keys that do not cover the inner sort's keep it: its order
+        // decides ties.
+        let out = sort_over(agg, vec![SortKey::Name("v".into())]);
+        assert_eq!(sorts(&out), 2);
     }
 }

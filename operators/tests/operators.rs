@@ -656,3 +656,44 @@ fn registry_lists_every_v1_operator_once() {
     ];
     assert_eq!(names, expected);
 }
+
+/// A sort after an aggregate whose group keys it covers sorts once: the
+/// aggregate's own key order is dropped (same rows, less work).
+#[test]
+fn a_sort_after_an_aggregate_sorts_once() {
+    let df = df!("g" => ["b", "a", "b", "c"], "v" => [1i64, 5, 3, 5]).unwrap();
+    let agg = parse(json!({"operator": "aggregate", "by": ["g"],
+        "aggregations": [{"name": "total", "expr": "sum(v)"}, {"name": "n", "expr": "count(*)"}]}));
+    let mut lf = agg
+        .build(
+            inputs(vec![("in", df)]),
+            &mudrock_operators::Limits::default(),
+        )
+        .unwrap();
+    let schema = lf.collect_schema().unwrap();
+    let sorts = |lf: &LazyFrame| lf.describe_plan().unwrap().matches("SORT BY").count();
+    assert_eq!(sorts(&lf), 1);
+    let sort =
+        parse(json!({"operator": "sort", "by": [{"column": "total", "descending": true}, "g"]}));
+    let out = sort
+        .build(
+            vec![Input {
+                name: "agg".into(),
+                schema,
+                frame: lf,
+            }],
+            &mudrock_operators::Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(sorts(&out), 1, "{}", out.describe_plan().unwrap());
+    let got = out.collect().unwrap();
+    assert_eq!(
+        got.column("g")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![Some("a"), Some("c"), Some("b")]
+    );
+}
