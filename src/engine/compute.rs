@@ -385,36 +385,3 @@ pub(super) fn compute(
         computed_with,
     }
 }
-
-/// What a unit root's scratch file is, for the scratch budget's message.
-pub(super) fn what_of(p: &Pipeline, root: usize) -> String {
-    format!("the result of node \"{}\"", p.nodes[root].id)
-}
-
-/// The root failed writing its scratch file: over the scratch budget (a
-/// limit) or the disk refused (internal).
-pub(super) fn storage_failure(
-    mut outcomes: Vec<(usize, MemberOutcome)>,
-    root: usize,
-    msg: String,
-) -> Computed {
-    let kind = if mudrock_operators::limits::is_limit_message(&msg) {
-        NodeErrorKind::Limit
-    } else {
-        NodeErrorKind::Internal
-    };
-    for (m, o) in &mut outcomes {
-        if *m == root {
-            o.status = NodeStatus::Failed;
-            o.error = Some(NodeError::new(kind.clone(), msg.clone()));
-        }
-    }
-    Computed {
-        members: outcomes,
-        df: None,
-        rows: None,
-        conditions: BTreeMap::new(),
-        written: None,
-        computed_with: None,
-    }
-}

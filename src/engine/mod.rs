@@ -33,6 +33,7 @@ pub mod plan;
 mod prepare;
 mod schedule;
 mod scratch;
+mod scratch_failure;
 #[cfg(test)]
 mod tests;
 mod unit;
@@ -61,6 +62,7 @@ use persist::*;
 use prepare::*;
 pub use prepare::{row_wise, topo_order};
 use schedule::*;
+use scratch_failure::*;
 use unit::*;
 
 use crate::artifacts::*;

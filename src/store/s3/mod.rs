@@ -149,38 +149,28 @@ impl S3Store {
 impl ObjectStore for S3Store {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         check_bucket(bucket)?;
-        if self
-            .known_buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(bucket)
-        {
+        let known = || self.known_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if known().contains(bucket) {
             return Ok(());
         }
-        let known = || {
-            self.known_buckets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(bucket.to_string());
-            Ok(())
-        };
         match self.client.create_bucket().bucket(bucket).send().await {
-            Ok(_) => known(),
             Err(e)
-                if matches!(
+                if !matches!(
                     e.code(),
                     Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
                 ) =>
             {
-                known()
+                return Err(match map_sdk_error(bucket, "", e) {
+                    StoreError::Other(m) => {
+                        StoreError::Other(format!("cannot create bucket {bucket}: {m}"))
+                    }
+                    other => other,
+                });
             }
-            Err(e) => Err(match map_sdk_error(bucket, "", e) {
-                StoreError::Other(m) => {
-                    StoreError::Other(format!("cannot create bucket {bucket}: {m}"))
-                }
-                other => other,
-            }),
+            _ => {}
         }
+        known().insert(bucket.to_string());
+        Ok(())
     }
 
     async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta> {
