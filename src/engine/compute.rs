@@ -46,6 +46,21 @@ pub(super) struct Computed {
     pub(super) computed_with: Option<usize>,
 }
 
+impl Computed {
+    /// The members' outcomes when the root has no result (it failed, or
+    /// did not build).
+    pub(super) fn without_result(members: Vec<(usize, MemberOutcome)>) -> Self {
+        Computed {
+            members,
+            df: None,
+            rows: None,
+            conditions: BTreeMap::new(),
+            written: None,
+            computed_with: None,
+        }
+    }
+}
+
 pub(super) struct MemberOutcome {
     pub(super) status: NodeStatus,
     pub(super) reason: Option<&'static str>,
@@ -185,14 +200,7 @@ pub(super) fn compute(
                 outcomes.push((m, ok(None)));
             }
         }
-        return Computed {
-            members: outcomes,
-            df: None,
-            rows: None,
-            conditions: BTreeMap::new(),
-            written: None,
-            computed_with: None,
-        };
+        return Computed::without_result(outcomes);
     };
 
     // Where the root's Parquet goes when it is written.
@@ -284,14 +292,7 @@ pub(super) fn compute(
                 };
                 outcomes.push((m, o));
             }
-            return Computed {
-                members: outcomes,
-                df: None,
-                rows: None,
-                conditions: BTreeMap::new(),
-                written: None,
-                computed_with: None,
-            };
+            return Computed::without_result(outcomes);
         }
     };
     let rows = df.height() as u64;
@@ -305,14 +306,7 @@ pub(super) fn compute(
                     }
                 }
                 outcomes.push((root, fail(build::op_error(&p.nodes[root], e))));
-                return Computed {
-                    members: outcomes,
-                    df: None,
-                    rows: None,
-                    conditions: BTreeMap::new(),
-                    written: None,
-                    computed_with: None,
-                };
+                return Computed::without_result(outcomes);
             }
         }
     }

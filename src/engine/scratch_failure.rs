@@ -26,12 +26,5 @@ pub(super) fn storage_failure(
             o.error = Some(NodeError::new(kind.clone(), msg.clone()));
         }
     }
-    Computed {
-        members: outcomes,
-        df: None,
-        rows: None,
-        conditions: BTreeMap::new(),
-        written: None,
-        computed_with: None,
-    }
+    Computed::without_result(outcomes)
 }
