@@ -6,7 +6,8 @@
 //! Allowed, read-write: the local store directory, the scratch directory,
 //! `/dev/null`. Read-only: the config file, the pipeline file a command
 //! was given, TLS roots and the resolver's files (`/etc/ssl`,
-//! `/etc/ca-certificates`, `/usr/share/ca-certificates`, `/etc/resolv.conf`,
+//! `/etc/ca-certificates`, `/usr/share/ca-certificates`,
+//! `/usr/local/share/ca-certificates`, `/etc/resolv.conf`,
 //! `/etc/hosts`, `/etc/nsswitch.conf`, `/etc/gai.conf`), shared libraries
 //! the resolver may load (`/lib`, `/lib64`, `/usr/lib`), memory and CPU
 //! limits (`/proc/meminfo`, `/proc/self/cgroup`, `/proc/self/mountinfo`,
@@ -62,6 +63,8 @@ const SYSTEM_READ: &[&str] = &[
     "/etc/ca-certificates",
     "/etc/pki",
     "/usr/share/ca-certificates",
+    // Debian links locally installed CAs from here into /etc/ssl/certs.
+    "/usr/local/share/ca-certificates",
     "/etc/resolv.conf",
     "/etc/hosts",
     "/etc/nsswitch.conf",

@@ -168,6 +168,43 @@ fn rust_code_in_a_sandboxed_thread_cannot_read_outside() {
     assert_eq!(std::fs::read_to_string(&d.outside).unwrap(), "secret");
 }
 
+/// Every TLS root the system lists stays readable inside the sandbox,
+/// wherever its symlink points (Debian links locally installed CAs from
+/// /usr/local/share/ca-certificates): an HTTPS S3 endpoint signed by a
+/// site CA must still verify.
+#[test]
+fn every_tls_root_is_readable_in_the_sandbox() {
+    if !landlock_here() {
+        eprintln!("no Landlock in this kernel: nothing to enforce");
+        return;
+    }
+    let roots: Vec<std::path::PathBuf> = match std::fs::read_dir("/etc/ssl/certs") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| std::fs::read(p).is_ok())
+            .collect(),
+        Err(_) => return,
+    };
+    assert!(!roots.is_empty());
+    let d = dirs();
+    let store = d.store.clone();
+    let unreadable = std::thread::spawn(move || {
+        let paths = Paths::new(&SandboxConfig::default(), vec![], vec![store]);
+        assert_eq!(
+            apply(&SandboxConfig::default(), &paths).unwrap(),
+            Status::Enforced
+        );
+        roots
+            .into_iter()
+            .filter(|p| std::fs::read(p).is_err())
+            .map(|p| format!("{} -> {:?}", p.display(), std::fs::canonicalize(&p)))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert!(unreadable.is_empty(), "{unreadable:#?}");
+}
+
 /// The sandbox's allowed paths are enough to run a pipeline.
 #[test]
 fn a_pipeline_runs_inside_the_sandbox() {
