@@ -5,14 +5,16 @@
 //! value, trying its formats for each (about four times slower than one
 //! explicit format on two million ISO timestamps). Here such a column is
 //! read as a string and converted once with a single format: the one the
-//! pipeline gives (`schemaOverrides[].format`) or the first of Polars' own
-//! candidate formats, in Polars' order, that reads every value of a sample
-//! from the start of the first file. So valid data gives exactly what the
-//! reader gave; a value the format does not read fails the node with the
-//! column, the value, its row and the format ([`first_bad`]).
+//! pipeline gives (`schemaOverrides[].format`) or the one
+//! [`crate::model::date_format::infer`] picks from a sample at the start
+//! of the first file (Polars' own candidates, in Polars' order). So valid
+//! data gives exactly what the reader gave; a value the format does not
+//! read fails the node with the column, the value, its row and the format
+//! ([`first_bad`]).
 //!
-//! What no candidate reads from the sample (time zone offsets, a column of
-//! nulls) keeps the reader's own parsing, as before.
+//! A sample no candidate reads at its first value (time zone offsets), a
+//! column of nulls, or one mixing formats the reader reads value by value
+//! keeps the reader's own parsing, as before.
 
 use polars::prelude::*;
 
