@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub mod date_trunc;
 pub mod dtype;
+pub mod exact_sum;
 pub mod expr;
 pub mod guard;
 pub mod limits;
@@ -257,7 +258,7 @@ pub static REGISTRY: &[OperatorSpec] = &[
     spec::<rename::Rename>("rename", 1),
     spec::<drop::Drop>("drop", 1),
     spec::<cast::Cast>("cast", 1),
-    spec::<aggregate::Aggregate>("aggregate", 1),
+    spec::<aggregate::Aggregate>("aggregate", 2),
     spec::<join::Join>("join", 1),
     spec::<union::Union>("union", 1),
     spec::<sort::Sort>("sort", 1),

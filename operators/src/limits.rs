@@ -13,6 +13,11 @@ pub struct Limits {
     pub max_pivot_columns: usize,
     /// `engine.max_join_rows`: rows one join may produce.
     pub max_join_rows: u64,
+    /// Float sums and means are Polars' own, in one unpartitioned query
+    /// (a fixed order of additions), instead of exact on a grid
+    /// ([`crate::exact_sum`]): the engine sets it to build a unit again
+    /// when a value is off the grid.
+    pub sequential_float_sums: bool,
 }
 
 impl Default for Limits {
@@ -20,6 +25,7 @@ impl Default for Limits {
         Limits {
             max_pivot_columns: 1_000,
             max_join_rows: 100_000_000,
+            sequential_float_sums: false,
         }
     }
 }

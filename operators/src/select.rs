@@ -23,7 +23,7 @@ pub enum SelectItem {
 }
 
 /// `{"name", "expr"}`: a computed column.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedExpr {
     pub name: String,

@@ -83,6 +83,7 @@ pub(super) fn compute(
     sources: HashMap<usize, (SourceData, Vec<String>)>,
     write: bool,
     streaming: bool,
+    limits: &mudrock_operators::Limits,
 ) -> Computed {
     let engine = if streaming {
         polars::prelude::Engine::Streaming
@@ -172,7 +173,7 @@ pub(super) fn compute(
                 inputs,
                 sources.get(&m).map(|(d, _)| d),
                 &mut schema_of,
-                &ctx.opts.limits.ops,
+                limits,
             ),
         };
         match built {

@@ -62,6 +62,7 @@ impl EngineConfig {
             ops: mudrock_operators::Limits {
                 max_pivot_columns: self.max_pivot_columns,
                 max_join_rows: self.max_join_rows,
+                sequential_float_sums: false,
             },
             max_glob_matches: self.max_glob_matches,
             max_scratch_bytes: self.max_scratch_mb.saturating_mul(1 << 20),

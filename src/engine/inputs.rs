@@ -4,6 +4,7 @@
 use super::*;
 
 /// Input frames of a unit, fetched before the blocking part.
+#[derive(Clone)]
 pub(super) enum Ready {
     Frame(DataFrame),
     Path(PathBuf),

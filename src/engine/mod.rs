@@ -27,6 +27,7 @@ mod gate;
 pub mod ingest;
 mod inputs;
 mod lineage;
+mod off_grid;
 mod options;
 mod persist;
 pub mod plan;

@@ -283,7 +283,7 @@ pub(super) async fn run_unit_once(
         let running = running.clone();
         tokio::task::spawn_blocking(move || {
             let _computing = ctx.computing.enter();
-            compute(
+            off_grid::compute_exact_or_in_order(
                 &ctx,
                 root,
                 &running,
