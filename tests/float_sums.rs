@@ -69,3 +69,32 @@ async fn values_off_the_grid_are_summed_in_one_unpartitioned_query() {
         "{total}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_streams_the_aggregate_and_gives_the_in_memory_values() {
+    use mudrock::engine::Streaming;
+    // Enough rows for several morsels and partitions; magnitudes mixed so
+    // that any order of additions would show in the last bits.
+    let mut csv = String::from("g,v\n");
+    for i in 0..60_000u32 {
+        let v = if i % 3 == 0 {
+            (f64::from(i) * 0.37).sin() * 1e9
+        } else {
+            0.1 + 0.001 * f64::from(i % 1000)
+        };
+        csv.push_str(&format!("{},{v}\n", i % 11));
+    }
+    let doc = pipeline();
+    let mut outputs = Vec::new();
+    for mode in [Streaming::Auto, Streaming::Never, Streaming::Auto] {
+        let env = Env::new();
+        env.put("shared/s/v.csv", &csv);
+        let r = env.run_with(&doc, |o| o.streaming = mode).await;
+        assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+        outputs.push(env.parquet(&format!("{}outputs/out/data.parquet", r.run_prefix)));
+    }
+    assert_eq!(outputs[0].height(), 11);
+    for o in &outputs[1..] {
+        assert!(o.equals_missing(&outputs[0]), "{o}\n{}", outputs[0]);
+    }
+}

@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{Arity, Input, Limits, OpError, Operator, require_list};
+use crate::{Arity, Input, Limits, OnStreaming, OpError, Operator, require_list};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -168,6 +168,12 @@ impl Operator for Join {
                 }
             })
             .collect()
+    }
+
+    /// Same rows; the streaming engine's probe emits them in no fixed
+    /// order.
+    fn on_streaming(&self, _inputs: &[SchemaRef], _limits: &Limits) -> OnStreaming {
+        OnStreaming::Unordered
     }
 
     fn build(&self, mut inputs: Vec<Input>, limits: &Limits) -> Result<LazyFrame, OpError> {

@@ -89,6 +89,23 @@ impl fmt::Display for Arity {
     }
 }
 
+/// What an operator's output is on Polars' streaming engine, which reads
+/// sources in morsels on every core and meets rows (group-bys, joins) in
+/// no fixed order, compared with the in-memory engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStreaming {
+    /// The same rows in the same order when its inputs' rows come in the
+    /// same order: row-wise operators, stable sorts, limits.
+    Ordered,
+    /// The same bytes whatever order its input rows come in: an aggregate
+    /// that sorts its groups and adds exactly.
+    OrderFree,
+    /// The same rows, in an order that may change run to run: joins.
+    Unordered,
+    /// May differ in values (a float sum in no fixed order) or rows.
+    Differs,
+}
+
 /// One input of an operator: the upstream node's id and its lazy frame.
 #[derive(Clone)]
 pub struct Input {
@@ -187,6 +204,18 @@ pub trait Operator: ConfigJson + Send + Sync + fmt::Debug {
     /// or looks at neighbouring rows says no (the default).
     fn row_wise(&self) -> bool {
         false
+    }
+
+    /// How the output on Polars' streaming engine compares with the
+    /// in-memory engine's, given inputs with these schemas (see
+    /// [`OnStreaming`]). Row-wise operators keep order; the rest differ
+    /// unless they say otherwise.
+    fn on_streaming(&self, _inputs: &[SchemaRef], _limits: &Limits) -> OnStreaming {
+        if self.row_wise() {
+            OnStreaming::Ordered
+        } else {
+            OnStreaming::Differs
+        }
     }
 
     /// For each of `output`'s columns (the built frame's, in order), the

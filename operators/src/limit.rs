@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, Limits, OpError, Operator, one};
+use crate::{Arity, Input, Limits, OnStreaming, OpError, Operator, one};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,5 +22,10 @@ impl Operator for Limit {
         Ok(one(inputs)
             .frame
             .slice(self.offset as i64, self.n as IdxSize))
+    }
+
+    /// The streaming engine slices in input order.
+    fn on_streaming(&self, _inputs: &[SchemaRef], _limits: &Limits) -> OnStreaming {
+        OnStreaming::Ordered
     }
 }

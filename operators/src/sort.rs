@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Arity, Input, Limits, OpError, Operator, one, require_columns};
+use crate::{Arity, Input, Limits, OnStreaming, OpError, Operator, one, require_columns};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +70,11 @@ impl Operator for Sort {
             None => input.frame,
         };
         Ok(frame.sort_by_exprs(exprs, opts))
+    }
+
+    /// A stable sort: ties keep their input order on both engines.
+    fn on_streaming(&self, _inputs: &[SchemaRef], _limits: &Limits) -> OnStreaming {
+        OnStreaming::Ordered
     }
 }
 

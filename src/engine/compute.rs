@@ -85,12 +85,6 @@ pub(super) fn compute(
     streaming: bool,
     limits: &mudrock_operators::Limits,
 ) -> Computed {
-    let engine = if streaming {
-        polars::prelude::Engine::Streaming
-    } else {
-        polars::prelude::Engine::InMemory
-    };
-    let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     let p = &ctx.pipeline;
     // Computed already, with the fan-out source this unit reads (fanout.rs).
     let precomputed = ready.iter().find_map(|(&source, r)| match r {
@@ -125,6 +119,7 @@ pub(super) fn compute(
 
     // Build every member; a member whose input failed to build is skipped.
     let mut broken: Vec<usize> = Vec::new();
+    let mut on_streaming = HashMap::new();
     for &m in running {
         if p.inputs(m).any(|e| broken.contains(&e.source)) {
             broken.push(m);
@@ -166,6 +161,10 @@ pub(super) fn compute(
                 schema,
             });
         }
+        if let NodeKind::Operator { op, .. } = &p.nodes[m].kind {
+            let schemas: Vec<SchemaRef> = inputs.iter().map(|i| i.schema.clone()).collect();
+            on_streaming.insert(m, op.on_streaming(&schemas, limits));
+        }
         let built = match input_err {
             Some(e) => Err(e),
             None => build_node(
@@ -204,6 +203,15 @@ pub(super) fn compute(
         return Computed::without_result(outcomes);
     };
 
+    let streaming = streaming
+        || (ctx.opts.streaming == Streaming::Auto
+            && same_bytes::on_streaming(p, running, root, &on_streaming));
+    let engine = if streaming {
+        polars::prelude::Engine::Streaming
+    } else {
+        polars::prelude::Engine::InMemory
+    };
+    let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     // Where the root's Parquet goes when it is written.
     let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
     // An output with nothing downstream and no export, on the streaming

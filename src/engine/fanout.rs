@@ -113,7 +113,10 @@ pub(super) fn compute(
         .unwrap_or_else(|e| e.into_inner())
         .insert(root, schema.iter_names().map(|n| n.to_string()).collect());
     let mut plans = vec![scan.clone().select([len().alias("rows")])];
+    // Whether every consumer's result is the same bytes streamed.
+    let mut same_streamed = true;
     for &u in group {
+        let mut on_streaming = HashMap::new();
         let mut frames: HashMap<usize, (LazyFrame, SchemaRef)> = HashMap::new();
         frames.insert(root, (scan.clone(), schema.clone()));
         for &m in &ctx.prep.members[&u] {
@@ -127,21 +130,28 @@ pub(super) fn compute(
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
+            if let NodeKind::Operator { op, .. } = &p.nodes[m].kind {
+                let schemas: Vec<SchemaRef> = inputs.iter().map(|i| i.schema.clone()).collect();
+                on_streaming.insert(m, op.on_streaming(&schemas, limits));
+            }
             let built = build_node(&p.nodes[m], inputs, None, &mut schema_of, limits).ok()?;
             frames.insert(m, built);
         }
+        same_streamed &= same_bytes::on_streaming(p, &ctx.prep.members[&u], u, &on_streaming);
         plans.push(frames.remove(&u)?.0);
     }
     // The streaming engine when the run would stream all of it (row-wise
-    // consumers, or a source over the threshold): the scan is then read
-    // in batches into every consumer.
+    // consumers, or a source over the threshold) or every consumer gives
+    // the same bytes streamed: the scan is then read in batches into every
+    // consumer.
     let mut all: Vec<usize> = vec![root];
     all.extend(
         group
             .iter()
             .flat_map(|u| ctx.prep.members[u].iter().copied()),
     );
-    let engine = if ctx.opts.streams(source_bytes, row_wise(p, &all)) {
+    let auto = ctx.opts.streaming == Streaming::Auto && same_streamed;
+    let engine = if auto || ctx.opts.streams(source_bytes, row_wise(p, &all)) {
         polars::prelude::Engine::Streaming
     } else {
         polars::prelude::Engine::InMemory

@@ -32,6 +32,7 @@ mod options;
 mod persist;
 pub mod plan;
 mod prepare;
+mod same_bytes;
 mod schedule;
 mod scratch;
 mod scratch_failure;
