@@ -79,6 +79,20 @@ async fn valid_columns_read_exactly_as_the_reader_read_them() {
             "id,ts,day\n1,2024-01-05 10:11,2024-01-05\n2,2024-01-05 10:11:12,2024-01-06\n",
         ),
     ];
+    // Whole seconds (read by Polars' fast parser), then a fraction past
+    // the sample: that batch is read again with the full format.
+    let mut late = String::from("id,ts,day\n");
+    for i in 0..1000 {
+        late.push_str(&format!(
+            "{i},2024-01-{:02}T10:11:12,2024-01-01\n",
+            i % 28 + 1
+        ));
+    }
+    late.push_str("1000,2024-03-01T00:00:00.25,2024-03-01\n");
+    let files: Vec<(&str, &str)> = files
+        .into_iter()
+        .chain([("shared/t/late-fraction.csv", late.as_str())])
+        .collect();
     for (key, body) in files {
         env.put(key, body);
         let ours =

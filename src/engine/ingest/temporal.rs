@@ -40,6 +40,11 @@ pub struct Converted {
 impl Converted {
     /// The conversion: strict, so a value the format does not read fails.
     pub fn expr(&self, strict: bool) -> Expr {
+        if let (DataType::Datetime(..), Some(whole)) =
+            (&self.dtype, self.format.strip_suffix("%.f"))
+        {
+            return whole_seconds_first(self.column.as_str(), whole, &self.format, strict);
+        }
         let options = StrptimeOptions {
             format: Some(self.format.as_str().into()),
             strict,
@@ -54,6 +59,39 @@ impl Converted {
                 .to_datetime(Some(TimeUnit::Microseconds), None, options, lit("raise")),
         }
     }
+}
+
+/// A format ending in fractional seconds (`%.f`) reads whole seconds too,
+/// but Polars parses it value by value with chrono, while the same format
+/// without `%.f` takes Polars' fast fixed-width parser (about four times
+/// faster). So each batch is parsed with the whole-seconds format first
+/// and, only when that leaves a value unread (a fraction), again with the
+/// full one: the same datetimes either way.
+fn whole_seconds_first(column: &str, whole: &str, full: &str, strict: bool) -> Expr {
+    let (whole, full) = (whole.to_string(), full.to_string());
+    col(column).map(
+        move |c: Column| {
+            let text = c.str()?;
+            let raise = StringChunked::from_slice(PlSmallStr::EMPTY, &["raise"]);
+            let parse = |fmt: &str| {
+                text.as_datetime(Some(fmt), TimeUnit::Microseconds, true, false, None, &raise)
+            };
+            let mut out = parse(&whole)?;
+            if out.null_count() != text.null_count() {
+                out = parse(&full)?;
+                if strict && out.null_count() != text.null_count() {
+                    polars_bail!(ComputeError: "a value of column \"{}\" is not a datetime in the format \"{full}\"", c.name());
+                }
+            }
+            Ok(out.into_series().with_name(c.name().clone()).into_column())
+        },
+        |_: &Schema, f: &Field| {
+            Ok(Field::new(
+                f.name().clone(),
+                DataType::Datetime(TimeUnit::Microseconds, None),
+            ))
+        },
+    )
 }
 
 /// The temporal overrides of a CSV node whose columns are read as text,
