@@ -203,9 +203,13 @@ pub(super) fn compute(
         return Computed::without_result(outcomes);
     };
 
-    let streaming = streaming
-        || (ctx.opts.streaming == Streaming::Auto
-            && same_bytes::on_streaming(p, running, root, &on_streaming));
+    let same = !streaming
+        && ctx.opts.streaming == Streaming::Auto
+        && same_bytes::on_streaming(p, running, root, &on_streaming);
+    if same {
+        tracing::debug!(node = %p.nodes[root].id, "unit on the streaming engine: same bytes either way");
+    }
+    let streaming = streaming || same;
     let engine = if streaming {
         polars::prelude::Engine::Streaming
     } else {
