@@ -274,14 +274,14 @@ fn two_phase_query(
                     inner.push(format!("max(({arg}) IS NOT NULL) AS {has}"));
                     format!("CASE WHEN {has} THEN {} END", ident(&name))
                 }
+                // The exact sum is null where the group has no value.
                 ("sum" | "avg", Arg::Float, Some(arg)) => {
+                    let mean = fname == "avg";
                     floats.push((arg.clone(), name.clone()));
-                    inner.extend(exact_sum::reductions(&name));
-                    let values = ident(&format!("{name}_c"));
-                    let total = ident(&name);
-                    match fname.as_str() {
-                        "sum" => format!("CASE WHEN {values} > 0 THEN {total} END"),
-                        _ => format!("CASE WHEN {values} > 0 THEN {total} / {values} END"),
+                    inner.extend(exact_sum::reductions(&name, mean));
+                    match mean {
+                        false => ident(&name),
+                        true => format!("{} / {}", ident(&name), ident(&format!("{name}_c"))),
                     }
                 }
                 _ => {
@@ -306,6 +306,9 @@ fn two_phase_query(
             return None;
         }
         outer.push(format!("({e}) AS {}", ident(&a.name)));
+    }
+    if !floats.is_empty() {
+        inner.push(format!("count(*) AS {}", ident(exact_sum::ROWS)));
     }
     let by_list = by.iter().map(|b| ident(b)).collect::<Vec<_>>().join(", ");
     let mut inner = format!("SELECT {} FROM {INPUT}", inner.join(", "));
@@ -584,9 +587,8 @@ mod tests {
         assert_eq!(
             aggregate_line(&[named("sy", "sum(y)")]),
             format!(
-                "[{}.sum(), {}.sum(), {}.max()] BY [col(\"g\")]",
+                "[{}.sum(), {}.max(), len().alias(\"__mudrock_part_rows\")] BY [col(\"g\")]",
                 p("i"),
-                p("c"),
                 p("big")
             )
         );

@@ -30,6 +30,10 @@ pub fn is_off_grid(message: &str) -> bool {
     message.contains(OFF_GRID)
 }
 
+/// The group-by's row count, shared by every exact sum of an aggregate
+/// (at least each one's count of values: the bound on its total).
+pub const ROWS: &str = "__mudrock_part_rows";
+
 /// The grid's scale, 2^64.
 const SCALE: f64 = 18_446_744_073_709_551_616.0;
 
@@ -40,9 +44,9 @@ fn name(p: &str, what: &str) -> PlSmallStr {
 }
 
 /// The per-row columns the group-by reduces, from the argument `{p}_a`
-/// (Float64): `{p}_i` the value on the grid (Int128), `{p}_c` "has a
-/// value" (Int64, 0 or 1) and `{p}_big` |x|, or +∞ for a value off the
-/// grid (Float64; null for null).
+/// (Float64): `{p}_i` the value on the grid (Int128), `{p}_big` |x|, or
+/// +∞ for a value off the grid (Float64; null for null), and for a mean
+/// `{p}_c`, "has a value" (Int64, 0 or 1; pruned where unused).
 pub fn limbs(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for p in parts {
@@ -69,23 +73,27 @@ pub fn limbs(lf: LazyFrame, parts: &[String]) -> LazyFrame {
 }
 
 /// The group-by's items for part `p` (SQL, over the frame [`limbs`] made):
-/// plain reductions Polars partitions.
-pub fn reductions(p: &str) -> Vec<String> {
+/// plain reductions Polars partitions; `{p}_c`, the count of values, only
+/// for a mean. The query adds `count(*) AS` [`ROWS`] once.
+pub fn reductions(p: &str, mean: bool) -> Vec<String> {
     let q = |w: &str| crate::sqlutil::ident(&name(p, w));
-    vec![
+    let mut items = vec![
         format!("total({}) AS {}", q("i"), q("i")),
-        format!("total({}) AS {}", q("c"), q("c")),
         format!("max({}) AS {}", q("big"), q("big")),
-    ]
+    ];
+    if mean {
+        items.push(format!("total({}) AS {}", q("c"), q("c")));
+    }
+    items
 }
 
 /// Column `p`: each group's exact sum, from the totals [`reductions`]
-/// gave; 0 for a group without values (the outer query makes that null).
+/// gave; null for a group without values (SQL's sum).
 pub fn finish(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     let exprs: Vec<Expr> = parts
         .iter()
         .map(|p| {
-            let args: Vec<Expr> = ["i", "c", "big"].iter().map(|w| col(name(p, w))).collect();
+            let args = [col(name(p, "i")), col(name(p, "big")), col(ROWS)];
             map_multiple(
                 |cols: &mut [Column]| combine(cols).map(Column::from),
                 args,
@@ -100,30 +108,28 @@ pub fn finish(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     lf.with_columns(exprs)
 }
 
-/// The exact sums of one batch of groups: `[i, c, big]`.
+/// The exact sums of one batch of groups: `[i, big, rows]`.
 fn combine(cols: &mut [Column]) -> PolarsResult<Series> {
-    let [i, c, big] = cols else {
+    let [i, big, rows] = cols else {
         polars_bail!(ComputeError: "exact sum: expected 3 columns, got {}", cols.len());
     };
     let i = i.cast(&DataType::Int128)?.i128()?.clone();
-    let c = c.cast(&DataType::Int64)?.i64()?.clone();
     let big = big.cast(&DataType::Float64)?.f64()?.clone();
-    let mut out = Vec::with_capacity(i.len());
+    let rows = rows.cast(&DataType::Float64)?.f64()?.clone();
+    let mut out: Vec<Option<f64>> = Vec::with_capacity(i.len());
     for k in 0..i.len() {
-        let n = c.get(k).unwrap_or(0);
-        if n == 0 {
-            out.push(0.0);
+        // No value in the group: the max of |x| saw none.
+        let Some(b) = big.get(k) else {
+            out.push(None);
             continue;
-        }
-        // Every |x| · 2^64 is below 2^126 / n here, so the total fits.
-        let fits = big
-            .get(k)
-            .is_some_and(|b| b.is_finite() && b * (n as f64) < 2f64.powi(62));
-        if !fits {
+        };
+        // Every |x| · 2^64 is below 2^126 / rows here, so the total fits.
+        let n = rows.get(k).unwrap_or(f64::INFINITY);
+        if !(b.is_finite() && b * n < 2f64.powi(62)) {
             polars_bail!(ComputeError: "{OFF_GRID}");
         }
         // One rounding (to nearest, ties to even), then an exact scaling.
-        out.push(i.get(k).unwrap_or(0) as f64 / SCALE);
+        out.push(Some(i.get(k).unwrap_or(0) as f64 / SCALE));
     }
     Ok(Series::new(PlSmallStr::EMPTY, out))
 }
@@ -139,8 +145,8 @@ mod tests {
         let lf = limbs(lf, std::slice::from_ref(&p));
         let aggs = [
             col(name(&p, "i")).sum(),
-            col(name(&p, "c")).sum(),
             col(name(&p, "big")).max(),
+            len().alias(ROWS),
         ];
         let df = finish(lf.select(aggs), &[p]).collect()?;
         Ok(df.column("__p")?.f64()?.get(0))
@@ -167,8 +173,8 @@ mod tests {
             exact(&a).unwrap().map(f64::to_bits),
             exact(&b).unwrap().map(f64::to_bits)
         );
-        // No value: 0 here, the aggregate's null.
-        assert_eq!(exact(&[None, None]).unwrap(), Some(0.0));
+        // No value: SQL's null.
+        assert_eq!(exact(&[None, None]).unwrap(), None);
     }
 
     #[test]
