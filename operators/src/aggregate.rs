@@ -137,7 +137,7 @@ impl Operator for Aggregate {
                     .map(|(arg, p)| format!("({arg}) AS {}", ident(&format!("{p}_a"))))
                     .collect();
                 f = over(f, &format!("SELECT *, {} FROM {INPUT}", args.join(", ")))?;
-                f = exact_sum::limbs(f, &parts);
+                f = exact_sum::per_row(f, &parts);
             }
             let groups = exact_sum::finish(over(f, &split.inner)?, &parts);
             over(groups, &split.outer)
@@ -204,8 +204,8 @@ enum Arg {
 #[derive(Debug)]
 struct Split {
     /// Float arguments summed exactly: (argument, part name). Each is
-    /// computed as column `{part}_a` before the group-by, split into the
-    /// limbs `inner` totals, and put back together as column `{part}`.
+    /// computed as column `{part}_a` before the group-by, put on the grid
+    /// per row for `inner` to total, and rounded as column `{part}`.
     floats: Vec<(String, String)>,
     /// The group-by, over [`INPUT`].
     inner: String,

@@ -47,7 +47,7 @@ fn name(p: &str, what: &str) -> PlSmallStr {
 /// (Float64): `{p}_i` the value on the grid (Int128), `{p}_big` |x|, or
 /// +∞ for a value off the grid (Float64; null for null), and for a mean
 /// `{p}_c`, "has a value" (Int64, 0 or 1; pruned where unused).
-pub fn limbs(lf: LazyFrame, parts: &[String]) -> LazyFrame {
+pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for p in parts {
         let a = col(name(p, "a"));
@@ -72,7 +72,7 @@ pub fn limbs(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     lf.with_columns(first).with_columns(second)
 }
 
-/// The group-by's items for part `p` (SQL, over the frame [`limbs`] made):
+/// The group-by's items for part `p` (SQL, over the frame [`per_row`] made):
 /// plain reductions Polars partitions; `{p}_c`, the count of values, only
 /// for a mean. The query adds `count(*) AS` [`ROWS`] once.
 pub fn reductions(p: &str, mean: bool) -> Vec<String> {
@@ -138,11 +138,11 @@ fn combine(cols: &mut [Column]) -> PolarsResult<Series> {
 mod tests {
     use super::*;
 
-    /// The exact sum of `xs` through the limbs, one group.
+    /// The exact sum of `xs`, one group.
     fn exact(xs: &[Option<f64>]) -> PolarsResult<Option<f64>> {
         let p = "__p".to_string();
         let lf = df!("__p_a" => xs).unwrap().lazy();
-        let lf = limbs(lf, std::slice::from_ref(&p));
+        let lf = per_row(lf, std::slice::from_ref(&p));
         let aggs = [
             col(name(&p, "i")).sum(),
             col(name(&p, "big")).max(),
