@@ -1,5 +1,8 @@
 //! `join`: two inputs, left then right (input order), on equal keys.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use polars::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -187,7 +190,10 @@ impl Operator for Join {
             };
             let rows = count(&left.frame)?.saturating_mul(count(&right.frame)?);
             if rows > limits.max_join_rows {
-                return Err(OpError::Limit(too_many_rows(rows, limits.max_join_rows)));
+                return Err(OpError::Limit(too_many_rows(
+                    &rows.to_string(),
+                    limits.max_join_rows,
+                )));
             }
             return Ok(left
                 .frame
@@ -232,25 +238,34 @@ impl Operator for Join {
         if matches!(self.how, How::Semi | How::Anti) {
             return Ok(joined);
         }
-        // Checked on the joined rows before anything downstream sees them.
+        // Checked on the joined rows before anything downstream sees them:
+        // in memory all at once; on the streaming engine batch by batch as
+        // they come (a streamable map), so a join that explodes fails as it
+        // grows and the joined rows are never held whole. One counter per
+        // build: a plan collected twice counts twice (the engine's search
+        // for a failing member after a failure knows this).
         // Filters and projections after the join still move below it.
         let max = limits.max_join_rows;
+        let produced = Arc::new(AtomicU64::new(0));
         Ok(joined.map(
             move |df| {
                 let rows = df.height() as u64;
-                if rows > max {
-                    polars_bail!(ComputeError: "{}", too_many_rows(rows, max));
+                let so_far = produced.fetch_add(rows, Ordering::Relaxed) + rows;
+                if so_far > max {
+                    polars_bail!(ComputeError: "{}", too_many_rows(&format!("at least {so_far}"), max));
                 }
                 Ok(df)
             },
-            AllowedOptimizations::PREDICATE_PUSHDOWN | AllowedOptimizations::PROJECTION_PUSHDOWN,
+            AllowedOptimizations::PREDICATE_PUSHDOWN
+                | AllowedOptimizations::PROJECTION_PUSHDOWN
+                | AllowedOptimizations::STREAMING,
             None,
             Some("join row limit"),
         ))
     }
 }
 
-fn too_many_rows(rows: u64, max: u64) -> String {
+fn too_many_rows(rows: &str, max: u64) -> String {
     crate::limits::message(
         "the join would produce more rows",
         rows,

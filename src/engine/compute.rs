@@ -2,36 +2,9 @@
 //! stream into Parquet) the root, find the failing member, run asserts and
 //! write the root's Parquet and export files into scratch.
 
+use mudrock_operators::limits;
+
 use super::*;
-
-/// Where a member stands relative to the node that failed in its unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Failed,
-    /// Downstream of the failure: skipped (`upstream_failed`).
-    Below,
-    /// Upstream of it or beside it: fine, but never materialised alone.
-    Above,
-}
-
-/// Roles of the running members, in topological order, when `at` fails.
-pub(super) fn roles(p: &Pipeline, running: &[usize], at: usize) -> Vec<(usize, Role)> {
-    let mut failed_or_below = vec![at];
-    running
-        .iter()
-        .map(|&m| {
-            let role = if m == at {
-                Role::Failed
-            } else if p.inputs(m).any(|e| failed_or_below.contains(&e.source)) {
-                failed_or_below.push(m);
-                Role::Below
-            } else {
-                Role::Above
-            };
-            (m, role)
-        })
-        .collect()
-}
 
 /// What the blocking part of a unit produced.
 pub(super) struct Computed {
@@ -272,19 +245,30 @@ pub(super) fn compute(
     let mut df = match collected {
         Ok(df) => df,
         Err(e) => {
-            let mut culprit = None;
+            // The failing member and its error (None: the first one). A
+            // join's row counter counted the failed collection too: an
+            // over-the-limit error now is a member's only if it was then,
+            // and the first count is the one to report.
+            let mut culprit: Option<(usize, Option<PolarsError>)> = None;
+            let over = |e: &PolarsError| limits::is_limit_message(&e.to_string());
+            let root_over = over(&e);
             if running.len() > 1 {
                 for &m in running {
                     if m == root {
                         break;
                     }
-                    if let Err(e) = collect(frames[&m].0.clone()) {
-                        culprit = Some((m, e));
-                        break;
+                    match collect(frames[&m].0.clone()) {
+                        Err(again) if root_over && over(&again) => culprit = Some((m, None)),
+                        Err(again) if !over(&again) => culprit = Some((m, Some(again))),
+                        _ => continue,
                     }
+                    break;
                 }
             }
-            let (at, e) = culprit.unwrap_or((root, e));
+            let (at, e) = match culprit {
+                Some((m, again)) => (m, again.unwrap_or(e)),
+                None => (root, e),
+            };
             let mut message = build::clean_polars(&e.to_string());
             if let Some((data, keys)) = sources.get(&at) {
                 if let NodeKind::Ingestion(cfg) = &p.nodes[at].kind {

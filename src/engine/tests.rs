@@ -125,12 +125,12 @@ fn a_failure_skips_what_is_below_it_in_the_unit_only() {
         output("out", "c"),
     ]));
     let running: Vec<usize> = (0..4).collect();
-    let roles: Vec<Role> = compute::roles(&p, &running, 1)
+    let roles: Vec<Role> = roles::roles(&p, &running, 1)
         .into_iter()
         .map(|(_, r)| r)
         .collect();
     assert_eq!(roles, [Role::Above, Role::Failed, Role::Below, Role::Below]);
-    let roles: Vec<Role> = compute::roles(&p, &running, 3)
+    let roles: Vec<Role> = roles::roles(&p, &running, 3)
         .into_iter()
         .map(|(_, r)| r)
         .collect();
