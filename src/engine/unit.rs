@@ -283,16 +283,19 @@ pub(super) async fn run_unit_once(
         let running = running.clone();
         tokio::task::spawn_blocking(move || {
             let _computing = ctx.computing.enter();
-            off_grid::compute_exact_or_in_order(
-                &ctx,
-                root,
-                &running,
-                ready,
-                error_frames,
-                source_data,
-                write_parquet,
-                streaming,
-            )
+            off_grid::exact_or_in_order(&ctx, root, |limits| {
+                compute(
+                    &ctx,
+                    root,
+                    &running,
+                    ready.clone(),
+                    error_frames.clone(),
+                    source_data.clone(),
+                    write_parquet,
+                    streaming,
+                    limits,
+                )
+            })
         })
     };
     let timeout = running
