@@ -255,7 +255,14 @@ fn two_phase_query(
                 return ControlFlow::Break(());
             }
             let arg = plain_arg(f);
-            let arg_kind = arg.as_deref().map_or(Arg::Other, kind);
+            // The argument's type matters to sums and means alone (and
+            // asking for it plans a query): not to count, min, max, nor to
+            // a call already split.
+            let arg_kind = match (fname.as_str(), &arg) {
+                _ if parts.contains_key(&call) => Arg::Other,
+                ("sum" | "avg", Some(a)) => kind(a),
+                _ => Arg::Other,
+            };
             let n = parts.len();
             let name = format!("{PART}{n}");
             let replacement = match (fname.as_str(), arg_kind, &arg) {
