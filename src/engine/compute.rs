@@ -134,10 +134,7 @@ pub(super) fn compute(
                 schema,
             });
         }
-        if let NodeKind::Operator { op, .. } = &p.nodes[m].kind {
-            let schemas: Vec<SchemaRef> = inputs.iter().map(|i| i.schema.clone()).collect();
-            on_streaming.insert(m, op.on_streaming(&schemas, limits));
-        }
+        same_bytes::record(&mut on_streaming, p, m, &inputs, limits);
         let built = match input_err {
             Some(e) => Err(e),
             None => build_node(

@@ -130,10 +130,7 @@ pub(super) fn compute(
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
-            if let NodeKind::Operator { op, .. } = &p.nodes[m].kind {
-                let schemas: Vec<SchemaRef> = inputs.iter().map(|i| i.schema.clone()).collect();
-                on_streaming.insert(m, op.on_streaming(&schemas, limits));
-            }
+            same_bytes::record(&mut on_streaming, p, m, &inputs, limits);
             let built = build_node(&p.nodes[m], inputs, None, &mut schema_of, limits).ok()?;
             frames.insert(m, built);
         }

@@ -22,6 +22,21 @@ enum Rows {
     Differs,
 }
 
+/// Records what operator member `m` says it gives streamed, from the
+/// inputs it is about to be built with.
+pub(super) fn record(
+    ops: &mut HashMap<usize, OnStreaming>,
+    p: &Pipeline,
+    m: usize,
+    inputs: &[Input],
+    limits: &mudrock_operators::Limits,
+) {
+    if let NodeKind::Operator { op, .. } = &p.nodes[m].kind {
+        let schemas: Vec<SchemaRef> = inputs.iter().map(|i| i.schema.clone()).collect();
+        ops.insert(m, op.on_streaming(&schemas, limits));
+    }
+}
+
 /// Whether `root`'s result is the same on both engines. `running` is in
 /// topological order; `ops` holds each operator member's answer (a member
 /// without one, say one that did not build, differs). Inputs from outside
