@@ -38,8 +38,10 @@ products; kept in --work for later runs), then per pipeline:
   from one harness run on the same data;
 - with --s3 DIR/env (the env file `scripts/s3-server.sh start DIR`
   writes), also on S3: the sources the pipeline reads uploaded into a
-  bucket of its own, one cold run there (no cache, no source hash index),
-  then --reps fully cached runs;
+  project of its own per run, --reps cold runs there (no cache, no source
+  hash index) alternating with cold runs on a fresh local store (both under
+  the server's load; their ratio is the S3 overhead), then --reps fully
+  cached runs;
 - cached: `mudrock run` again on a store where the pipeline already ran
   (every node a cache hit), --reps times; median and its ratio to the
   floor's cold median.
@@ -130,8 +132,11 @@ def dataset(floor, work, sf):
     return data
 
 
-def on_s3(a, mudrock, data, name, doc, env):
-    """Cold once and cached --reps times on the S3 server of a.s3."""
+def on_s3(a, mudrock, data, name, doc, env, m_run):
+    """On the S3 server of a.s3: --reps cold runs, each in a project of its
+    own (sources uploaded first, untimed), alternating with cold runs on a
+    fresh local store so both see the same load from the server's daemons;
+    then --reps fully cached runs in the last project."""
     t = {}
     for line in a.s3.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
@@ -140,15 +145,27 @@ def on_s3(a, mudrock, data, name, doc, env):
     s3 = dict(env, MUDROCK_STORE__KIND="s3",
               MUDROCK_STORE__S3__ENDPOINT=t["MUDROCK_TEST_S3_ENDPOINT"],
               MUDROCK_STORE__S3__ACCESS_KEY_ID=t["MUDROCK_TEST_S3_ACCESS_KEY"],
-              MUDROCK_STORE__S3__SECRET_ACCESS_KEY=t["MUDROCK_TEST_S3_SECRET_KEY"],
-              MUDROCK_PROJECT=f"floor{os.getpid()}{name}")
+              MUDROCK_STORE__S3__SECRET_ACCESS_KEY=t["MUDROCK_TEST_S3_SECRET_KEY"])
     sources = sorted({n["config"]["source"].split("/")[-1]
                       for n in json.loads(doc.read_text())["nodes"] if n["nodeType"] == "ingestion"})
-    subprocess.run([mudrock, "upload", *[data / f for f in sources], "--to", "shared/floor/"],
-                   env=s3, check=True, stdout=subprocess.DEVNULL)
-    cold, _ = timed([mudrock, "run", doc], s3)
-    cached = [timed([mudrock, "run", doc], s3)[0] for _ in range(a.reps)]
-    return {"cold_s": cold, "cached_s": statistics.median(cached), "all_cached": cached}
+    cold, local = [], []
+    for rep in range(a.reps):
+        s3["MUDROCK_PROJECT"] = f"floor{os.getpid()}{name}{rep}"
+        subprocess.run([mudrock, "upload", *[data / f for f in sources], "--to", "shared/floor/"],
+                       env=s3, check=True, stdout=subprocess.DEVNULL)
+        store = fresh_store(a.work, data, "cold-local")
+        runs = [(cold, lambda: timed(m_run + [doc], s3)),
+                (local, lambda: timed(m_run + ["--store", store, doc], env))]
+        if rep % 2:
+            runs.reverse()
+        for into, fn in runs:
+            into.append(fn()[0])
+        shutil.rmtree(store)
+    cached = [timed(m_run + [doc], s3)[0] for _ in range(a.reps)]
+    return {"cold_s": statistics.median(cold), "local_cold_s": statistics.median(local),
+            "cold_vs_local": statistics.median(cold) / statistics.median(local),
+            "cached_s": statistics.median(cached),
+            "all_cold": cold, "all_local_cold": local, "all_cached": cached}
 
 
 def main():
@@ -289,7 +306,7 @@ def main():
             rss_c = max(rss_c, r)
         shutil.rmtree(store)
         if a.s3:
-            res_s3 = on_s3(a, mudrock, data, name, doc, env)
+            res_s3 = on_s3(a, mudrock, data, name, doc, env, m_run)
         res = {
             "pipeline": name,
             "sf": a.sf,
@@ -338,7 +355,9 @@ def main():
                   f"mudrock cold / faster ({res['faster_peer']}) {res['cold_vs_peer']:.2f}x, "
                   f"peak RSS {res['rss_vs_peer']:.2f}x, cached {res['cached_vs_peer']:.3f}x", flush=True)
         if a.s3:
-            print(f"{'':8} S3: cold {res_s3['cold_s']*1000:6.0f} ms | cached {res_s3['cached_s']*1000:6.0f} ms", flush=True)
+            print(f"{'':8} S3: cold {res_s3['cold_s']*1000:6.0f} ms (local in the same alternation "
+                  f"{res_s3['local_cold_s']*1000:6.0f} ms, {res_s3['cold_vs_local']:.2f}x) | "
+                  f"cached {res_s3['cached_s']*1000:6.0f} ms", flush=True)
         if indexed:
             print(f"{'':8} mudrock cold, sources already hashed {res['mudrock_indexed_s']*1000:8.0f} ms "
                   f"({res['indexed_ratio']:.2f}x)", flush=True)

@@ -27,6 +27,7 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_prefix: &str) {
     streaming_reads(store, &bucket).await;
     put_file(store, &bucket).await;
     ranges(store, &bucket).await;
+    parts(store, &bucket).await;
     invalid_keys(store, &bucket).await;
 }
 
@@ -312,6 +313,73 @@ async fn ranges(store: &dyn ObjectStore, b: &str) {
         .map(|i| ((i % (1 << 20)) % 251) as u8)
         .collect();
     assert_eq!(tail.as_ref(), expected.as_slice());
+}
+
+/// `seed`'s bytes that never repeat (unlike `s/big.bin`'s 1 MiB period),
+/// so a part written at the wrong place changes the hash.
+fn unrepeating(seed: &str, len: usize) -> Bytes {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(seed.as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    Bytes::from(out)
+}
+
+async fn parts(store: &dyn ObjectStore, b: &str) {
+    let part = super::download::PART_BYTES as usize;
+    let first = unrepeating("first", 2 * part + 12_345);
+    let listed = store.put(b, "p/obj", first.clone()).await.unwrap();
+    let got = store
+        .get_part(b, "p/obj", 3..part as u64 + 5, &listed.version)
+        .await
+        .expect("get_part");
+    assert!(
+        got.as_deref() == Some(&first[3..part + 5]),
+        "a part of the current version is its bytes"
+    );
+    assert_eq!(
+        store
+            .get_part(b, "p/obj", 0..10, "not-a-version")
+            .await
+            .expect("get_part of another version"),
+        None,
+        "a part of a version the object no longer is reads as None"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("obj");
+    let d = super::download_listed(store, b, &listed, Some(&dest))
+        .await
+        .expect("download_listed");
+    assert_eq!(d.meta, listed);
+    assert_eq!(d.blake3, blake3::hash(&first).to_hex().to_string());
+    assert!(
+        std::fs::read(&dest).unwrap() == first.as_ref(),
+        "the parts are written in place"
+    );
+
+    // Replaced after the listing: read again whole, as the new version.
+    let second = unrepeating("second", 2 * part + 1);
+    let now = store.put(b, "p/obj", second.clone()).await.unwrap();
+    assert_ne!(now.version, listed.version, "an overwrite is a new version");
+    let d = super::download_listed(store, b, &listed, Some(&dest))
+        .await
+        .expect("download_listed of a replaced object");
+    assert_eq!((d.meta.size, &d.meta.version), (now.size, &now.version));
+    assert_eq!(d.blake3, blake3::hash(&second).to_hex().to_string());
+    assert!(std::fs::read(&dest).unwrap() == second.as_ref());
+
+    store.delete(b, "p/obj").await.unwrap();
+    let gone = dir.path().join("gone");
+    assert!(
+        matches!(
+            super::download_listed(store, b, &now, Some(&gone)).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a listed object deleted since is NotFound"
+    );
+    assert!(!gone.exists(), "a failed download leaves no file");
 }
 
 async fn invalid_keys(store: &dyn ObjectStore, b: &str) {

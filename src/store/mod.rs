@@ -20,6 +20,7 @@ use bytes::Bytes;
 mod config;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+mod download;
 mod local;
 #[cfg(any(test, feature = "test-support"))]
 mod memory;
@@ -28,6 +29,7 @@ mod retry;
 mod s3;
 
 pub use config::{S3Config, SseMode, StoreConfig, StoreKind};
+pub use download::{Downloaded, download, download_listed};
 pub use local::LocalStore;
 #[cfg(any(test, feature = "test-support"))]
 pub use memory::MemoryStore;
@@ -164,6 +166,23 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         Ok(all.slice((range.start as usize).min(end)..end))
     }
 
+    /// Bytes `range` of the object if it is still version `version` (as a
+    /// listing or HEAD reported it), `None` if it is another version now:
+    /// lets a large object be fetched in parts, concurrently, without
+    /// mixing two versions' bytes. S3 asks with `If-Match`; the default
+    /// reads the range, then checks the version is unchanged (versions
+    /// never repeat, so the bytes were that version's).
+    async fn get_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        version: &str,
+    ) -> Result<Option<Bytes>> {
+        let data = self.get_range(bucket, key, range).await?;
+        Ok((self.head(bucket, key).await?.version == version).then_some(data))
+    }
+
     /// Opens an object for a streaming read, so an object larger than
     /// memory can be copied or hashed chunk by chunk ([`download`]).
     async fn reader(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectReader>> {
@@ -209,100 +228,6 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn local_path(&self, _bucket: &str, _key: &str) -> Option<PathBuf> {
         None
     }
-}
-
-/// What [`download`] read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Downloaded {
-    /// The object as read (its version may be newer than a listing's).
-    pub meta: ObjectMeta,
-    /// blake3 of the bytes, hex.
-    pub blake3: String,
-}
-
-/// Bytes gathered before one blocking hash-and-write step: large enough
-/// that the thread hand-off is noise, small enough to bound memory.
-const DOWNLOAD_BATCH: usize = 8 << 20;
-
-/// Streams an object into the file `dest` (when given) and hashes it on
-/// the way, off the async threads: memory stays bounded by one batch
-/// whatever the object's size, and the hash is of exactly the bytes
-/// written. A failed download removes the partial file.
-pub async fn download(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    key: &str,
-    dest: Option<&Path>,
-) -> Result<Downloaded> {
-    let r = copy_chunks(store, bucket, key, dest).await;
-    if r.is_err() {
-        if let Some(d) = dest {
-            let _ = tokio::fs::remove_file(d).await;
-        }
-    }
-    r
-}
-
-async fn copy_chunks(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    key: &str,
-    dest: Option<&Path>,
-) -> Result<Downloaded> {
-    use std::io::Write;
-    let io = |e: std::io::Error| StoreError::Other(format!("{bucket}/{key}: local copy: {e}"));
-    let mut reader = store.reader(bucket, key).await?;
-    let meta = reader.meta().clone();
-    let mut file = match dest {
-        Some(d) => Some(std::fs::File::create(d).map_err(io)?),
-        None => None,
-    };
-    let mut hasher = blake3::Hasher::new();
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batched = 0usize;
-    let mut total = 0u64;
-    loop {
-        let chunk = reader.next_chunk().await?;
-        let end = chunk.is_none();
-        if let Some(c) = chunk {
-            batched += c.len();
-            total += c.len() as u64;
-            batch.push(c);
-        }
-        if batched >= DOWNLOAD_BATCH || (end && batched > 0) {
-            let chunks = std::mem::take(&mut batch);
-            batched = 0;
-            let (h, f) = tokio::task::spawn_blocking(move || {
-                let (mut h, mut f) = (hasher, file);
-                for c in &chunks {
-                    h.update(c);
-                    if let Some(f) = f.as_mut() {
-                        f.write_all(c)?;
-                    }
-                }
-                Ok::<_, std::io::Error>((h, f))
-            })
-            .await
-            .map_err(|e| StoreError::Other(format!("download task: {e}")))?
-            .map_err(io)?;
-            hasher = h;
-            file = f;
-        }
-        if end {
-            break;
-        }
-    }
-    if total != meta.size {
-        // A connection cut short without an error: never hand on a prefix.
-        return Err(StoreError::Transient(format!(
-            "{bucket}/{key}: read {total} of {} bytes",
-            meta.size
-        )));
-    }
-    Ok(Downloaded {
-        meta,
-        blake3: hasher.finalize().to_hex().to_string(),
-    })
 }
 
 /// Deletes an object; one already gone is fine (a resumed GC or import

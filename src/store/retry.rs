@@ -76,6 +76,21 @@ impl ObjectStore for RetryingStore {
         ))
     }
 
+    async fn get_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+        version: &str,
+    ) -> Result<Option<Bytes>> {
+        retried!(self, "get_part", key, || self.inner.get_part(
+            bucket,
+            key,
+            range.clone(),
+            version
+        ))
+    }
+
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
         retried!(self, "head", key, || self.inner.head(bucket, key))
     }

@@ -267,6 +267,16 @@ impl ObjectStore for HookedStore {
         self.call("get_range", k, self.inner.get_range(b, k, r))
             .await
     }
+    async fn get_part(
+        &self,
+        b: &str,
+        k: &str,
+        r: std::ops::Range<u64>,
+        v: &str,
+    ) -> mudrock::store::Result<Option<bytes::Bytes>> {
+        self.call("get_part", k, self.inner.get_part(b, k, r, v))
+            .await
+    }
     async fn head(&self, b: &str, k: &str) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
         self.call("head", k, self.inner.head(b, k)).await
     }

@@ -1,5 +1,6 @@
 //! Local files with the sources' data: S3 objects streamed into the run's
-//! scratch directory once, while they are hashed; local objects in place.
+//! scratch directory once (large ones as concurrent parts of the listed
+//! version), while they are hashed; local objects in place.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,7 +65,7 @@ impl SourceFiles {
                 // at the end for whoever looks in the scratch directory.
                 let name = key.rsplit('/').next().unwrap_or("source");
                 let path = self.dir.join(format!("{n:04}-{name}"));
-                let d = crate::store::download(store, bucket, key, Some(&path)).await?;
+                let d = crate::store::download_listed(store, bucket, meta, Some(&path)).await?;
                 tracing::debug!(key, bytes = d.meta.size, path = %path.display(), "source downloaded");
                 Ok::<_, StoreError>((d, path))
             })

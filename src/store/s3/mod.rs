@@ -20,6 +20,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Bytes, BytesMut};
 
 mod error;
+mod get;
 mod io;
 pub(crate) mod sse;
 mod tls;
@@ -114,35 +115,6 @@ impl S3Store {
         w.finish().await?;
         self.head(bucket, to).await
     }
-
-    /// GET an object, or a byte range of it (`bytes=a-b`), into memory.
-    async fn fetch(&self, bucket: &str, key: &str, range: Option<String>) -> Result<Bytes> {
-        check_key(key)?;
-        let out = match sse_customer!(
-            self.client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .set_range(range),
-            &self.sse
-        )
-        .send()
-        .await
-        {
-            Ok(o) => o,
-            // A range starting past the end: nothing there.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                return Ok(Bytes::new());
-            }
-            Err(e) => return Err(map_sdk_error(bucket, key, e)),
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Transient(format!("{bucket}/{key}: reading body: {e}")))?;
-        Ok(body.into_bytes())
-    }
 }
 
 #[async_trait]
@@ -235,6 +207,16 @@ impl ObjectStore for S3Store {
             Some(format!("bytes={}-{}", range.start, range.end - 1)),
         )
         .await
+    }
+
+    async fn get_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+        version: &str,
+    ) -> Result<Option<Bytes>> {
+        self.part(bucket, key, range, version).await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
