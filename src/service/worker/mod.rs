@@ -22,6 +22,7 @@
 //! dead attempt finished, so exactly one complete artifact set results.
 
 mod config;
+mod error;
 mod job;
 mod runs;
 
@@ -43,30 +44,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::engine::{Engine, Event, RunOptions};
-use crate::error::Fault;
 use crate::model::{NodeStatus, RunStatus, Trigger};
 use crate::service::db::{self, DbError};
 use crate::service::queue::{QUEUE, RunJob};
 use crate::validate;
 pub use config::{WorkerConfig, WorkerSettings};
+pub use error::WorkerError;
 use runs::*;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("cannot open the store: {0}")]
-    Store(#[from] crate::store::StoreError),
-}
-
-impl WorkerError {
-    pub fn fault(&self) -> Fault {
-        match self {
-            WorkerError::Db(e) => e.fault(),
-            WorkerError::Store(_) => Fault::External,
-        }
-    }
-}
 
 /// A run this worker holds: its cancellation token, shared with the
 /// engine (stop between nodes), a child of the worker's `handback` token.
