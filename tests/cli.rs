@@ -243,3 +243,52 @@ fn streaming_is_chosen_per_run_and_a_bad_mode_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn polars_warnings_are_log_events_not_bare_stderr_lines() {
+    // Standard SQL that Polars answers with a deprecation warning (a string
+    // cast to a date): the author cannot act on it, so it is a debug event
+    // under the `polars` target, never a bare line on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("mudrock-data/project-local/shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("t.csv"), "d,x\n2024-07-02,1\n2024-06-01,2\n").unwrap();
+    let doc = serde_json::json!({"id": "dates", "name": "dates", "nodes": [
+        {"id": "src", "nodeType": "ingestion", "config": {"source": "shared/t.csv",
+            "options": {"schemaOverrides": [{"name": "d", "dtype": "date"}]}}},
+        {"id": "late", "nodeType": "operator", "dependencies": ["src"],
+            "config": {"operator": "filter", "predicate": "d >= CAST('2024-07-01' AS DATE)"}},
+        {"id": "out", "nodeType": "output", "config": {}, "dependencies": ["late"]}]});
+    std::fs::write(dir.path().join("p.json"), doc.to_string()).unwrap();
+    let quiet = Command::new(env!("CARGO_BIN_EXE_mudrock"))
+        .args(["run", "p.json", "--json", "--no-cache"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&quiet.stdout).unwrap();
+    let out = meta["nodes"].as_array().unwrap().iter();
+    assert_eq!(
+        out.clone().find(|n| n["nodeId"] == "out").unwrap()["rows"],
+        1
+    );
+    assert_eq!(
+        text(&quiet.stderr),
+        "",
+        "nothing on stderr at the default level"
+    );
+    let debug = Command::new(env!("CARGO_BIN_EXE_mudrock"))
+        .args(["run", "p.json", "--no-cache"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "polars=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = text(&debug.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("polars warning") && l.contains("String to Date")),
+        "{err}"
+    );
+}

@@ -95,29 +95,49 @@ pub fn main() -> i32 {
             return 3;
         }
     };
-    rt.block_on(async {
-        match cli.command {
-            Command::Run(a) => run(a, config).await,
-            Command::Validate(a) => validate_cmd(a, config).await,
-            Command::Plan(a) => plan_cmd(a, config).await,
-            Command::Upload(a) => upload_cmd(a, config).await,
-            Command::Migrate(a) => migrate_cmd(a).await,
-            Command::Worker(a) => worker_cmd(a, config).await,
-            Command::Project(ProjectCommand::Create(a)) => project_create_cmd(a, config).await,
-            Command::Project(ProjectCommand::Restore(a)) => gc::restore_cmd(a).await,
-            Command::Submit(a) => submit_cmd(a, config).await,
-            Command::Cancel(a) => cancel_cmd(a).await,
-            Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),
-            Command::Serve(a) => serve::serve_cmd(a, config).await,
-            Command::Scheduler(a) => scheduler_cmd(a, config).await,
-            Command::Schedule(c) => schedule::schedule_cmd(c).await,
-            Command::Inspect(a) => inspect::inspect_cmd(a, config).await,
-            Command::Lineage(a) => lineage::lineage_cmd(a, config).await,
-            Command::Audit(c) => audit::audit_cmd(c).await,
-            Command::Gc(a) => gc::gc_cmd(a, config).await,
-            Command::ImportBucket(a) => import::import_cmd(a, config).await,
+    // The command runs on a thread of its own, not on this main thread: the
+    // sandbox hides /proc/self/maps, where glibc finds the main thread's
+    // stack, and without its bounds every recursion guard (sqlparser,
+    // Polars' planner: the `stacker` crate) maps a fresh 2 MiB stack per
+    // call. A spawned thread's bounds are known without /proc.
+    let command = move || {
+        rt.block_on(async move {
+            match cli.command {
+                Command::Run(a) => run(a, config).await,
+                Command::Validate(a) => validate_cmd(a, config).await,
+                Command::Plan(a) => plan_cmd(a, config).await,
+                Command::Upload(a) => upload_cmd(a, config).await,
+                Command::Migrate(a) => migrate_cmd(a).await,
+                Command::Worker(a) => worker_cmd(a, config).await,
+                Command::Project(ProjectCommand::Create(a)) => project_create_cmd(a, config).await,
+                Command::Project(ProjectCommand::Restore(a)) => gc::restore_cmd(a).await,
+                Command::Submit(a) => submit_cmd(a, config).await,
+                Command::Cancel(a) => cancel_cmd(a).await,
+                Command::Sandbox(a) => sandbox_cmd(a, &config, cli.config.as_deref()),
+                Command::Serve(a) => serve::serve_cmd(a, config).await,
+                Command::Scheduler(a) => scheduler_cmd(a, config).await,
+                Command::Schedule(c) => schedule::schedule_cmd(c).await,
+                Command::Inspect(a) => inspect::inspect_cmd(a, config).await,
+                Command::Lineage(a) => lineage::lineage_cmd(a, config).await,
+                Command::Audit(c) => audit::audit_cmd(c).await,
+                Command::Gc(a) => gc::gc_cmd(a, config).await,
+                Command::ImportBucket(a) => import::import_cmd(a, config).await,
+            }
+        })
+    };
+    let ran = std::thread::Builder::new()
+        .name("mudrock".into())
+        .spawn(command)
+        .map(|t| t.join());
+    match ran {
+        Ok(Ok(code)) => code,
+        // A panic was already printed by the panic hook.
+        Ok(Err(_)) => 101,
+        Err(e) => {
+            eprintln!("error: cannot start the command's thread: {e}");
+            3
         }
-    })
+    }
 }
 
 /// The config file in use, if any.
@@ -189,6 +209,19 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => fmt.try_init(),
         LogFormat::Json => fmt.json().with_current_span(true).try_init(),
     };
+    polars::error::set_warning_function(polars_warning);
+}
+
+/// Polars' warnings as log events instead of bare lines on stderr. Its
+/// deprecations are about Polars' own API (standard SQL such as `CAST('2024-07-01'
+/// AS DATE)` triggers one), which a pipeline's author cannot act on: debug.
+fn polars_warning(message: &str, kind: polars::error::PolarsWarning) {
+    use polars::error::PolarsWarning;
+    let message = message.replace('\n', " ");
+    match kind {
+        PolarsWarning::UserWarning => tracing::warn!(target: "polars", %message, "polars warning"),
+        other => tracing::debug!(target: "polars", kind = ?other, %message, "polars warning"),
+    }
 }
 
 /// Reads and validates a file; prints the report; `None` when invalid.
