@@ -78,8 +78,8 @@ impl S3Store {
             cfg.sse_kms_key_id.as_deref(),
             cfg.sse_customer_key.as_deref(),
         )?;
-        if let Some(ca) = &cfg.ca_bundle {
-            loader = loader.http_client(tls::https_client(ca)?);
+        if let Some(client) = tls::http_client(cfg.endpoint.as_deref(), cfg.ca_bundle.as_deref())? {
+            loader = loader.http_client(client);
         }
         let shared = loader.load().await;
         let mut b =
