@@ -201,18 +201,44 @@ async fn no_api_role_can_change_the_trail_and_verify_finds_tampering(
             assert_eq!(code, "42501", "{role}: {stmt}: {err}");
         }
     }
+    // The append functions: not for a caller's role (any signed-in user
+    // could add a well-chained row over Supabase RPC), only service_role,
+    // and even then a row must continue its chain.
+    let append = "SELECT mudrock_audit_append($1, 1, now(), NULL, NULL, 'x', 'x', NULL, 'ok', NULL, repeat('0', 64), repeat('1', 64))";
+    for role in ["authenticated", "anon"] {
+        for stmt in ["SELECT * FROM mudrock_audit_head($1)", append] {
+            let mut tx = api.pool.begin().await.unwrap();
+            sqlx::query(
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+            )
+            .bind(role)
+            .bind(owner_claims.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            let err = sqlx::query(stmt)
+                .bind(t.project)
+                .execute(&mut *tx)
+                .await
+                .unwrap_err();
+            let code = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .unwrap_or_default()
+                .to_string();
+            assert_eq!(code, "42501", "{role}: {stmt}: {err}");
+        }
+    }
     let mut tx = api.pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'authenticated', true)")
+    sqlx::query("SELECT set_config('role', 'service_role', true)")
         .execute(&mut *tx)
         .await
         .unwrap();
-    let err = sqlx::query(
-        "SELECT mudrock_audit_append($1, 1, now(), NULL, NULL, 'x', 'x', NULL, 'ok', NULL, repeat('0', 64), repeat('1', 64))",
-    )
-    .bind(t.project)
-    .execute(&mut *tx)
-    .await
-    .unwrap_err();
+    let err = sqlx::query(append)
+        .bind(t.project)
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("does not continue the chain"),
         "{err}"

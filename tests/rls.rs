@@ -216,7 +216,7 @@ async fn daemons_refuse_a_database_that_is_behind(pool: PgPool) {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the database is behind: migration(s) 0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, 0010, 0011 not applied; run `mudrock migrate`"
+        "the database is behind: migration(s) 0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, 0010, 0011, 0012 not applied; run `mudrock migrate`"
     );
     // Half-way (mudrock's own tables but not the queue's) is still behind.
     mudrock::service::db::MIGRATOR.run(&pool).await.unwrap();

@@ -141,6 +141,7 @@ pub(super) async fn record_in(conn: &mut PgConnection) -> Result<(), sqlx::Error
         None => None,
     };
     let e = entry(&c, project, role, Outcome::Ok, None);
+    as_service(conn).await?;
     audit::append(conn, &e, chrono::Utc::now())
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
@@ -151,6 +152,7 @@ pub(super) async fn record_in(conn: &mut PgConnection) -> Result<(), sqlx::Error
 /// A call that committed nothing, in a transaction of its own.
 async fn record_alone(s: &AppState, c: &Call, status: u16) -> Result<(), sqlx::Error> {
     let mut tx = s.pool.begin().await?;
+    as_service(&mut tx).await?;
     let project = project_of(&mut tx, c).await?;
     let role: Option<String> =
         match (project, c.user) {
@@ -168,6 +170,16 @@ async fn record_alone(s: &AppState, c: &Call, status: u16) -> Result<(), sqlx::E
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     tx.commit().await
+}
+
+/// Audit rows are appended as `service_role` only (migration 0012): the
+/// caller's role may not write the trail. Local to the transaction; in the
+/// caller's own transaction it comes last, after the caller's work.
+async fn as_service(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('role', 'service_role', true)")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }
 
 fn entry(
