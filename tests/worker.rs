@@ -36,7 +36,7 @@ async fn setup(opts: &PgConnectOptions) -> PgPool {
         .await
         .unwrap();
     let applied = mudrock::service::db::migrate(&pool).await.unwrap();
-    assert_eq!(applied.mudrock, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(applied.mudrock, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     pool
 }
 
