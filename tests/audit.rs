@@ -165,6 +165,35 @@ async fn calls_are_logged_with_their_outcome_and_owners_read_them(
     }
 }
 
+/// Runs `stmt` (binding `project` if given) as `role` with `claims` in a
+/// transaction of its own, which must fail: its SQLSTATE and the error.
+async fn refused_as(
+    pool: &sqlx::PgPool,
+    role: &str,
+    claims: &Value,
+    stmt: &'static str,
+    project: Option<Uuid>,
+) -> (String, sqlx::Error) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
+        .bind(role)
+        .bind(claims.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut q = sqlx::query(stmt);
+    if let Some(p) = project {
+        q = q.bind(p);
+    }
+    let err = q.execute(&mut *tx).await.unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .unwrap_or_default()
+        .to_string();
+    (code, err)
+}
+
 #[sqlx::test(migrations = false)]
 async fn no_api_role_can_change_the_trail_and_verify_finds_tampering(
     _p: PgPoolOptions,
@@ -183,21 +212,7 @@ async fn no_api_role_can_change_the_trail_and_verify_finds_tampering(
              VALUES (NULL, 99, now(), 'x', 'x', 'ok', repeat('0', 64), repeat('0', 64))",
             "TRUNCATE audit_log",
         ] {
-            let mut tx = api.pool.begin().await.unwrap();
-            sqlx::query(
-                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-            )
-            .bind(role)
-            .bind(owner_claims.to_string())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-            let err = sqlx::query(stmt).execute(&mut *tx).await.unwrap_err();
-            let code = err
-                .as_database_error()
-                .and_then(|e| e.code())
-                .unwrap_or_default()
-                .to_string();
+            let (code, err) = refused_as(&api.pool, role, &owner_claims, stmt, None).await;
             assert_eq!(code, "42501", "{role}: {stmt}: {err}");
         }
     }
@@ -207,43 +222,23 @@ async fn no_api_role_can_change_the_trail_and_verify_finds_tampering(
     let append = "SELECT mudrock_audit_append($1, 1, now(), NULL, NULL, 'x', 'x', NULL, 'ok', NULL, repeat('0', 64), repeat('1', 64))";
     for role in ["authenticated", "anon"] {
         for stmt in ["SELECT * FROM mudrock_audit_head($1)", append] {
-            let mut tx = api.pool.begin().await.unwrap();
-            sqlx::query(
-                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-            )
-            .bind(role)
-            .bind(owner_claims.to_string())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-            let err = sqlx::query(stmt)
-                .bind(t.project)
-                .execute(&mut *tx)
-                .await
-                .unwrap_err();
-            let code = err
-                .as_database_error()
-                .and_then(|e| e.code())
-                .unwrap_or_default()
-                .to_string();
+            let (code, err) =
+                refused_as(&api.pool, role, &owner_claims, stmt, Some(t.project)).await;
             assert_eq!(code, "42501", "{role}: {stmt}: {err}");
         }
     }
-    let mut tx = api.pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'service_role', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let err = sqlx::query(append)
-        .bind(t.project)
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
+    let (_, err) = refused_as(
+        &api.pool,
+        "service_role",
+        &owner_claims,
+        append,
+        Some(t.project),
+    )
+    .await;
     assert!(
         err.to_string().contains("does not continue the chain"),
         "{err}"
     );
-    drop(tx);
 
     let v = mudrock::service::audit::verify(&api.pool, None)
         .await

@@ -66,7 +66,18 @@ async fn sse_c_round_trips_with_its_key_and_nothing_reads_without_it() {
         s.get_range(&b, "big", 10..20).await.unwrap().as_ref(),
         &big[10..20]
     );
-    assert_eq!(s.head(&b, "big").await.unwrap().size, big.len() as u64);
+    let head = s.head(&b, "big").await.unwrap();
+    assert_eq!(head.size, big.len() as u64);
+    // A part of the version, as large sources are downloaded: the key goes
+    // with it too.
+    let part = s
+        .get_part(&b, "big", (1 << 20)..(9 << 20), &head.version)
+        .await
+        .unwrap();
+    assert!(
+        part.as_deref() == Some(&big[1 << 20..9 << 20]),
+        "a part of an SSE-C object"
+    );
     s.copy(&b, "small", "copied").await.unwrap();
     assert_eq!(
         s.get(&b, "copied").await.unwrap(),
