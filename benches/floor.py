@@ -2,11 +2,12 @@
 """mudrock against the raw-Polars floor, whole process, wall time.
 
     python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40,timestamps,dates]
-                             [--peers] [--streaming] [--fixed] [--indexed]
+                             [--peers] [--streaming] [--fixed] [--indexed] [--profile dist|release]
 
-Builds the release binaries (`mudrock`, and `floor-polars` from
-benches/floor/: the same pipelines as one hand-written lazy plan each, same
-Polars version and features, same Parquet outputs), generates seeded data
+Builds `mudrock` and `floor-polars` (benches/floor/: the same pipelines as
+one hand-written lazy plan each, same Polars version and features, same
+allocator, same Parquet outputs) with the shipped cargo profile, `dist` (fat
+LTO, one codegen unit; `--profile release` builds quicker), generates seeded data
 at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
 products; kept in --work for later runs), then per pipeline:
 
@@ -109,16 +110,16 @@ def fresh_store(work, data, name):
     return store
 
 
-def binaries(build):
-    """The release `mudrock` and `floor-polars`, built first if asked."""
+def binaries(build, profile):
+    """`mudrock` and `floor-polars` of the cargo profile, built first if asked."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
     if build:
         env = dict(os.environ, CARGO_TARGET_DIR=str(target), SQLX_OFFLINE="true")
         subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
+            ["cargo", "build", "--profile", profile, "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
             cwd=ROOT, env=env, check=True,
         )
-    return target / "release" / "mudrock", target / "release" / "floor-polars"
+    return target / profile / "mudrock", target / profile / "floor-polars"
 
 
 def dataset(floor, work, sf):
@@ -179,6 +180,8 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--profile", default="dist", choices=["dist", "release"],
+                    help="cargo profile of both binaries (dist: as shipped, slow to build)")
     ap.add_argument("--indexed", action="store_true",
                     help="also time cold runs whose sources are already hashed")
     ap.add_argument("--streaming", action="store_true",
@@ -189,7 +192,7 @@ def main():
                     help="also time this mudrock binary cold (an earlier build), side by side")
     a = ap.parse_args()
 
-    mudrock, floor = binaries(not a.no_build)
+    mudrock, floor = binaries(not a.no_build, a.profile)
     py = peers_python() if a.peers else None
     data = dataset(floor, a.work, a.sf)
     sf_name = f"{a.sf:g}"
