@@ -2,14 +2,13 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# The dist profile (Cargo.toml): fat LTO, one codegen unit.
-RUN cargo build --profile dist --locked --bin mudrock
+RUN cargo build --release --locked --bin mudrock
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/mudrock mudrock
-COPY --from=build /src/target/dist/mudrock /usr/local/bin/mudrock
+COPY --from=build /src/target/release/mudrock /usr/local/bin/mudrock
 COPY examples /opt/mudrock/examples
 USER mudrock
 WORKDIR /opt/mudrock

@@ -2,12 +2,12 @@
 """mudrock against the raw-Polars floor, whole process, wall time.
 
     python3 benches/floor.py [--sf 1] [--reps 5] [--pipelines chain,joins,fanout,chain40,timestamps,dates]
-                             [--peers] [--streaming] [--fixed] [--indexed] [--profile dist|release]
+                             [--peers] [--streaming] [--fixed] [--indexed] [--profile release]
 
 Builds `mudrock` and `floor-polars` (benches/floor/: the same pipelines as
 one hand-written lazy plan each, same Polars version and features, same
-allocator, same Parquet outputs) with the shipped cargo profile, `dist` (fat
-LTO, one codegen unit; `--profile release` builds quicker), generates seeded data
+allocator, same Parquet outputs) with the release profile (`--profile P` for
+another), generates seeded data
 at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
 products; kept in --work for later runs), then per pipeline:
 
@@ -180,8 +180,8 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--profile", default="dist", choices=["dist", "release"],
-                    help="cargo profile of both binaries (dist: as shipped, slow to build)")
+    ap.add_argument("--profile", default="release",
+                    help="cargo profile of both binaries (release, as the Dockerfile builds)")
     ap.add_argument("--indexed", action="store_true",
                     help="also time cold runs whose sources are already hashed")
     ap.add_argument("--streaming", action="store_true",

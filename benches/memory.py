@@ -157,8 +157,8 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--profile", default="dist", choices=["dist", "release"],
-                    help="cargo profile of both binaries (dist: as shipped, slow to build)")
+    ap.add_argument("--profile", default="release",
+                    help="cargo profile of both binaries (release, as the Dockerfile builds)")
     ap.add_argument("--s3", type=Path, help="env file of scripts/s3-server.sh: also run on S3")
     a = ap.parse_args()
 
