@@ -6,7 +6,7 @@
 
 Builds `mudrock` and `floor-polars` (benches/floor/: the same pipelines as
 one hand-written lazy plan each, same Polars version and features, same
-allocator, same Parquet outputs) with the release profile (`--profile P` for
+Parquet outputs) with the release profile (`--profile P` for
 another), generates seeded data
 at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
 products; kept in --work for later runs), then per pipeline:
@@ -79,6 +79,8 @@ def peers_python():
         subprocess.run([py, "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
         stamp.write_text(" ".join(PEER_PACKAGES))
     return py
+
+
 # Pipelines whose floor has a "-fixed" variant (see --fixed).
 FIXED = {"joins"}
 

@@ -12,12 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-// The mudrock binary's allocator (src/main.rs), so the floor differs from
-// mudrock in nothing but the engine around Polars.
-#[cfg(target_os = "linux")]
-#[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use polars::prelude::*;
 
 mod seeded;
