@@ -6,10 +6,10 @@
 
 Builds `mudrock` and `floor-polars` (benches/floor/: the same pipelines as
 one hand-written lazy plan each, same Polars version and features, same
-Parquet outputs) with the release profile (`--profile P` for
-another), generates seeded data
-at the scale factor (orders 2 M rows per SF, customers 50 k per SF, 10 k
-products; kept in --work for later runs), then per pipeline:
+Parquet outputs) with the release profile (`--profile P` for another),
+generates seeded data at the scale factor (orders 2 M rows per SF,
+customers 50 k per SF, 10 k products; kept in --work for later runs), then
+per pipeline:
 
 - with --peers, also what users would pick instead: the same pipeline as a
   Python Polars script and as a DuckDB query (benches/peers.py, in a venv
@@ -121,7 +121,8 @@ def binaries(build, profile):
             ["cargo", "build", "--profile", profile, "--quiet", "-p", "mudrock", "--bin", "mudrock", "-p", "mudrock-floor", "--bin", "floor-polars"],
             cwd=ROOT, env=env, check=True,
         )
-    return target / profile / "mudrock", target / profile / "floor-polars"
+    out = target / ("debug" if profile == "dev" else profile)  # cargo's one renamed directory
+    return out / "mudrock", out / "floor-polars"
 
 
 def dataset(floor, work, sf):
