@@ -112,6 +112,14 @@ def fresh_store(work, data, name):
     return store
 
 
+def binary_args(ap):
+    """The command-line flags that choose the binaries (`binaries`), shared
+    with memory.py."""
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--profile", default="release",
+                    help="cargo profile of both binaries (release, as the Dockerfile builds)")
+
+
 def binaries(build, profile):
     """`mudrock` and `floor-polars` of the cargo profile, built first if asked."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "mudrock-target"))
@@ -182,9 +190,7 @@ def main():
                     help="also time a Python Polars script and DuckDB (benches/peers.py)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--profile", default="release",
-                    help="cargo profile of both binaries (release, as the Dockerfile builds)")
+    binary_args(ap)
     ap.add_argument("--indexed", action="store_true",
                     help="also time cold runs whose sources are already hashed")
     ap.add_argument("--streaming", action="store_true",

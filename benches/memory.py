@@ -156,9 +156,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mudrock-floor"))
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--profile", default="release",
-                    help="cargo profile of both binaries (release, as the Dockerfile builds)")
+    floor.binary_args(ap)
     ap.add_argument("--s3", type=Path, help="env file of scripts/s3-server.sh: also run on S3")
     a = ap.parse_args()
 
