@@ -47,8 +47,9 @@ per pipeline:
   (every node a cache hit), --reps times; median and its ratio to the
   floor's cold median.
 
-Peak RSS of each process comes from wait4(2). Prints a table; --json FILE
-also writes the figures.
+Peak RSS of each process comes from wait4(2), peak anonymous RSS from
+sampling /proc (measure.py: the CSV pages Polars maps count in the first,
+not in the second). Prints a table; --json FILE also writes the figures.
 """
 
 import argparse
@@ -58,8 +59,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "benches" / "floor" / "pipelines"
@@ -86,20 +89,14 @@ FIXED = {"joins"}
 
 
 def timed(cmd, env=None, may_fail=False):
-    """Runs cmd; returns (seconds, peak RSS MiB). Fails loudly (or, with
-    may_fail, returns None)."""
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.perf_counter() - start
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0 and may_fail:
+    """Runs cmd; returns (seconds, peak RSS MiB, peak anonymous RSS MiB)
+    (measure.py). Fails loudly (or, with may_fail, returns None)."""
+    m = measure.run(cmd, env)
+    if m.code != 0 and may_fail:
         return None
-    if code != 0:
-        sys.exit(f"floor.py: {' '.join(map(str, cmd))} exited {code}:\n{err}")
-    return secs, usage.ru_maxrss / 1024.0
+    if m.code != 0:
+        sys.exit(f"floor.py: {' '.join(map(str, cmd))} exited {m.code}:\n{m.err}")
+    return m.secs, m.rss, m.anon
 
 
 def fresh_store(work, data, name):
@@ -217,8 +214,10 @@ def main():
         doc = PIPELINES / f"{name}.json"
         cold, floor_t, cached, indexed, fixed, before = [], [], [], [], [], []
         rss_m, rss_f, rss_c = 0.0, 0.0, 0.0
+        anon_m, anon_f = 0.0, 0.0
         peer_t = {"polars": [], "duckdb": []}
         peer_rss = {"polars": 0.0, "duckdb": 0.0}
+        peer_anon = {"polars": 0.0, "duckdb": 0.0}
         if py:
             reference = a.work / "floor-ref"
             shutil.rmtree(reference, ignore_errors=True)
@@ -231,12 +230,11 @@ def main():
                 if got is None:
                     # An earlier build may not know what this pipeline uses.
                     shutil.rmtree(store)
-                    return float("nan"), 0.0
-                t, r = got
+                    return float("nan"), 0.0, 0.0
                 if rep == 0:
                     check_same(store)
                 shutil.rmtree(store)
-                return t, r
+                return got
 
             def run_floor():
                 out = a.work / "floor-out"
@@ -262,9 +260,9 @@ def main():
                 store = fresh_store(a.work, data, "indexed")
                 timed(m_run + ["--store", store, doc], env)
                 shutil.rmtree(store / "project-local" / "pipelines")
-                t, r = timed(m_run + ["--store", store, doc], env)
+                got = timed(m_run + ["--store", store, doc], env)
                 shutil.rmtree(store)
-                return t, r
+                return got
 
             def run_fixed():
                 out = a.work / "floor-out"
@@ -274,12 +272,12 @@ def main():
             def run_peer(tool):
                 out = a.work / f"{tool}-out"
                 shutil.rmtree(out, ignore_errors=True)
-                t, r = timed([py, PEERS, tool, name, data, out], env)
+                got = timed([py, PEERS, tool, name, data, out], env)
                 if rep == 0:
                     for f in sorted(reference.glob("*.parquet")):
                         timed([py, PEERS, "same", f, out / f.name], env)
                 shutil.rmtree(out)
-                return t, r
+                return got
 
             order = [("m", run_mudrock), ("f", run_floor)]
             if py:
@@ -294,10 +292,10 @@ def main():
             if rep % 2:
                 order.reverse()
             for who, fn in order:
-                t, r = fn()
+                t, r, an = fn()
                 if who == "m":
                     cold.append(t)
-                    rss_m = max(rss_m, r)
+                    rss_m, anon_m = max(rss_m, r), max(anon_m, an)
                 elif who == "i":
                     indexed.append(t)
                 elif who == "x":
@@ -307,13 +305,14 @@ def main():
                 elif who in peer_t:
                     peer_t[who].append(t)
                     peer_rss[who] = max(peer_rss[who], r)
+                    peer_anon[who] = max(peer_anon[who], an)
                 else:
                     floor_t.append(t)
-                    rss_f = max(rss_f, r)
+                    rss_f, anon_f = max(rss_f, r), max(anon_f, an)
         store = fresh_store(a.work, data, "cached")
         timed(m_run + ["--store", store, doc], env)
         for _ in range(a.reps):
-            t, r = timed(m_run + ["--store", store, doc], env)
+            t, r, _ = timed(m_run + ["--store", store, doc], env)
             cached.append(t)
             rss_c = max(rss_c, r)
         shutil.rmtree(store)
@@ -326,6 +325,7 @@ def main():
             "mudrock_cold_s": statistics.median(cold),
             "mudrock_cached_s": statistics.median(cached),
             "peak_rss_mib": {"floor": rss_f, "mudrock_cold": rss_m, "mudrock_cached": rss_c},
+            "peak_anon_mib": {"floor": anon_f, "mudrock_cold": anon_m},
             "all": {"floor": floor_t, "cold": cold, "cached": cached},
         }
         res["cold_ratio"] = res["mudrock_cold_s"] / res["floor_s"]
@@ -342,13 +342,15 @@ def main():
             res["s3"] = res_s3
         if py:
             res["peers"] = {
-                tool: {"s": statistics.median(ts), "peak_rss_mib": peer_rss[tool], "all": ts}
+                tool: {"s": statistics.median(ts), "peak_rss_mib": peer_rss[tool],
+                       "peak_anon_mib": peer_anon[tool], "all": ts}
                 for tool, ts in peer_t.items()
             }
             best = min(res["peers"], key=lambda k: res["peers"][k]["s"])
             res["faster_peer"] = best
             res["cold_vs_peer"] = res["mudrock_cold_s"] / res["peers"][best]["s"]
             res["rss_vs_peer"] = rss_m / res["peers"][best]["peak_rss_mib"]
+            res["anon_vs_peer"] = anon_m / res["peers"][best]["peak_anon_mib"]
             res["cached_vs_peer"] = res["mudrock_cached_s"] / res["peers"][best]["s"]
             shutil.rmtree(reference, ignore_errors=True)
         if before:
@@ -358,14 +360,18 @@ def main():
         results.append(res)
         print(f"{name:8} floor {res['floor_s']*1000:8.0f} ms | mudrock cold {res['mudrock_cold_s']*1000:8.0f} ms "
               f"({res['cold_ratio']:.2f}x) | cached {res['mudrock_cached_s']*1000:6.0f} ms "
-              f"({res['cached_ratio']:.3f}x) | peak RSS MiB floor {rss_f:.0f}, mudrock {rss_m:.0f}",
+              f"({res['cached_ratio']:.3f}x) | peak RSS (anon) MiB floor {rss_f:.0f} ({anon_f:.0f}), "
+              f"mudrock {rss_m:.0f} ({anon_m:.0f})",
               flush=True)
         if py:
             pp = res["peers"]
-            print(f"{'':8} Python Polars {pp['polars']['s']*1000:6.0f} ms ({pp['polars']['peak_rss_mib']:.0f} MiB) | "
-                  f"DuckDB {pp['duckdb']['s']*1000:6.0f} ms ({pp['duckdb']['peak_rss_mib']:.0f} MiB) | "
+            print(f"{'':8} Python Polars {pp['polars']['s']*1000:6.0f} ms ({pp['polars']['peak_rss_mib']:.0f}, "
+                  f"anon {pp['polars']['peak_anon_mib']:.0f} MiB) | "
+                  f"DuckDB {pp['duckdb']['s']*1000:6.0f} ms ({pp['duckdb']['peak_rss_mib']:.0f}, "
+                  f"anon {pp['duckdb']['peak_anon_mib']:.0f} MiB) | "
                   f"mudrock cold / faster ({res['faster_peer']}) {res['cold_vs_peer']:.2f}x, "
-                  f"peak RSS {res['rss_vs_peer']:.2f}x, cached {res['cached_vs_peer']:.3f}x", flush=True)
+                  f"peak RSS {res['rss_vs_peer']:.2f}x (anon {res['anon_vs_peer']:.2f}x), "
+                  f"cached {res['cached_vs_peer']:.3f}x", flush=True)
         if a.s3:
             print(f"{'':8} S3: cold {res_s3['cold_s']*1000:6.0f} ms (local in the same alternation "
                   f"{res_s3['local_cold_s']*1000:6.0f} ms, {res_s3['cold_vs_local']:.2f}x) | "

@@ -42,13 +42,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import floor  # noqa: E402  (same data, store layout and binaries)
-
+from measure import run as run_measured  # noqa: E402
 
 
 class Cgroup:
@@ -119,33 +117,8 @@ def run_in(cg, cmd, env):
     """Runs cmd in the cgroup: (exit code, seconds, peak RSS, peak anon RSS, cgroup peak) in MiB."""
     if cg:
         cg.reset_peak()
-    anon = [0]
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                         preexec_fn=cg.enter if cg else None)
-    done = threading.Event()
-
-    def sample():
-        status = f"/proc/{p.pid}/status"
-        while not done.is_set():
-            try:
-                for line in open(status):
-                    if line.startswith("RssAnon:"):
-                        anon[0] = max(anon[0], int(line.split()[1]))
-            except OSError:
-                return
-            time.sleep(0.01)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    err = p.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.perf_counter() - start
-    done.set()
-    t.join()
-    p.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    return code, secs, usage.ru_maxrss / 1024.0, anon[0] / 1024.0, cg.peak() if cg else None, err
+    m = run_measured(cmd, env, preexec_fn=cg.enter if cg else None)
+    return m.code, m.secs, m.rss, m.anon, cg.peak() if cg else None, m.err
 
 
 def main():
