@@ -109,10 +109,11 @@ pub async fn hash_object(
     }
 }
 
-/// An entry of the source hash index.
+/// An entry of the source hash index: the hash of one version of a source
+/// object, as read the last time it was hashed.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IndexEntry {
+pub struct IndexEntry {
     key: String,
     size: u64,
     version: String,
@@ -126,14 +127,27 @@ fn index_key(source_key: &str) -> String {
     )
 }
 
+/// The source hash index's entry for `source_key`, if there is a readable
+/// one. It needs only the key, so it can be asked for while the object
+/// itself is still being looked up.
+pub async fn source_index(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    source_key: &str,
+) -> Option<IndexEntry> {
+    let raw = store.get(bucket, &index_key(source_key)).await.ok()?;
+    serde_json::from_slice::<IndexEntry>(&raw).ok()
+}
+
 /// Hashes a source object with `read` (which returns the object as read
-/// and the blake3 of its bytes), or takes the hash from the index when
-/// the object's size and version are unchanged. Returns whether bytes
-/// were read.
+/// and the blake3 of its bytes), or takes the hash from `indexed` (its
+/// entry in the source index, see [`source_index`]) when the object's size
+/// and version are unchanged. Returns whether bytes were read.
 pub async fn hash_source<F, Fut>(
     store: &dyn ObjectStore,
     bucket: &str,
     meta: &ObjectMeta,
+    indexed: Option<IndexEntry>,
     read: F,
 ) -> Result<(SourceObject, bool), StoreError>
 where
@@ -141,19 +155,17 @@ where
     Fut: std::future::Future<Output = Result<(ObjectMeta, String), StoreError>>,
 {
     let ik = index_key(&meta.key);
-    if let Ok(raw) = store.get(bucket, &ik).await {
-        if let Ok(e) = serde_json::from_slice::<IndexEntry>(&raw) {
-            if e.key == meta.key && e.size == meta.size && e.version == meta.version {
-                return Ok((
-                    SourceObject {
-                        key: e.key,
-                        size: e.size,
-                        version: e.version,
-                        blake3: e.blake3,
-                    },
-                    false,
-                ));
-            }
+    if let Some(e) = indexed {
+        if e.key == meta.key && e.size == meta.size && e.version == meta.version {
+            return Ok((
+                SourceObject {
+                    key: e.key,
+                    size: e.size,
+                    version: e.version,
+                    blake3: e.blake3,
+                },
+                false,
+            ));
         }
     }
     // What was read may be newer than the listing: record that version,

@@ -12,6 +12,7 @@
 pub mod model;
 // core: validate, plan, run, store; no database, no HTTP.
 pub mod artifacts;
+pub mod bounded;
 pub mod cache;
 pub mod engine;
 pub mod error;

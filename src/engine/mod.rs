@@ -76,7 +76,7 @@ use crate::error::{EngineError, NodeError, NodeErrorKind};
 use crate::hash::canonical_json;
 use crate::model::pipeline::{Edge, EdgeKind, Format, NodeKind, Pipeline};
 use crate::model::*;
-use crate::store::{ObjectMeta, ObjectStore};
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
 use ingest::SourceData;
 
 /// Runs pipelines against one store.
@@ -167,7 +167,6 @@ impl Engine {
         let started = Utc::now();
         let clock = Instant::now();
         let store = self.store.clone();
-        store.create_bucket(&opts.bucket).await?;
         let run_prefix = format!("pipelines/{}/runs/{}/", opts.pipeline_id, opts.run_id);
 
         let scratch = tempfile::Builder::new()
@@ -182,11 +181,21 @@ impl Engine {
         // marker before anything is written there (so the folder never
         // looks complete mid-retry), while the sources are resolved.
         let marker = format!("{run_prefix}metadata.json");
-        let (deleted, prep) = tokio::join!(
-            store.delete(&opts.bucket, &marker),
+        let b = &opts.bucket;
+        // The bucket is made sure of in the same round: it exists for all
+        // but a project's first run, and where it did not exist yet for the
+        // other requests, there was no marker to delete and no source to
+        // find (a source in a missing bucket is a missing source).
+        let (created, deleted, prep) = tokio::join!(
+            store.create_bucket(b),
+            store.delete(b, &marker),
             prepare(store.as_ref(), &opts, &pipeline, &files)
         );
-        deleted?;
+        created?;
+        match deleted {
+            Ok(()) | Err(StoreError::NoSuchBucket(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let prep = prep?;
         tracing::info!(
             run_id = %opts.run_id,

@@ -156,7 +156,6 @@ pub(super) async fn write_output(
                 .store
                 .copy(b, &format!("{entry}{}", x.cache_file), &x.key)
                 .await
-                .map(|_| ())
                 .map_err(NodeError::storage),
             None => Ok(()),
         }

@@ -155,27 +155,64 @@ pub(crate) async fn prepare(
 
 /// A source's objects, each with its content hash, and the bytes read to
 /// hash them (objects the source index did not know).
+///
+/// The index entries of the keys the node names literally are asked for
+/// together with the objects' HEADs (an entry needs only the key), so a
+/// known source costs one round trip, not two; a glob's matches have theirs
+/// asked for once listed. Objects are hashed a few at a time.
 async fn resolve_source(
     store: &dyn ObjectStore,
     opts: &RunOptions,
     cfg: &crate::model::pipeline::IngestionConfig,
     files: &ingest::SourceFiles,
 ) -> Result<(Vec<(ObjectMeta, SourceObject)>, u64), NodeError> {
-    let objs = ingest::resolve(store, &opts.bucket, cfg, opts.limits.max_glob_matches).await?;
-    let mut hashed = Vec::with_capacity(objs.len());
+    let b = &opts.bucket;
+    let literal = cfg
+        .source
+        .keys()
+        .into_iter()
+        .filter(|k| !ingest::is_glob(k));
+    let (objs, indexed) = tokio::join!(
+        ingest::resolve(store, b, cfg, opts.limits.max_glob_matches),
+        crate::bounded::at_most(
+            HASH_CONCURRENCY,
+            literal.map(|k| async move { (k, cache::source_index(store, b, k).await) })
+        )
+    );
+    let objs = objs?;
+    let mut indexed: HashMap<&str, Option<cache::IndexEntry>> = indexed.into_iter().collect();
+    let hashes: Vec<_> = objs
+        .into_iter()
+        .map(|m| {
+            let known = indexed.remove(m.key.as_str());
+            async move {
+                let indexed = match known {
+                    Some(entry) => entry,
+                    None => cache::source_index(store, b, &m.key).await,
+                };
+                let read = || files.hash(store, b, &m);
+                let (o, was_read) = cache::hash_source(store, b, &m, indexed, read)
+                    .await
+                    .map_err(NodeError::storage)?;
+                Ok::<_, NodeError>(((m, o), was_read))
+            }
+        })
+        .collect();
+    let hashed = crate::bounded::at_most(HASH_CONCURRENCY, hashes).await;
+    let mut out = Vec::with_capacity(hashed.len());
     let mut bytes = 0;
-    for m in objs {
-        let read = || files.hash(store, &opts.bucket, &m);
-        let (o, was_read) = cache::hash_source(store, &opts.bucket, &m, read)
-            .await
-            .map_err(NodeError::storage)?;
+    for h in hashed {
+        let ((m, o), was_read) = h?;
         if was_read {
             bytes += o.size;
         }
-        hashed.push((m, o));
+        out.push((m, o));
     }
-    Ok((hashed, bytes))
+    Ok((out, bytes))
 }
+
+/// Objects of one source node hashed (index lookups, downloads) at once.
+const HASH_CONCURRENCY: usize = 4;
 
 pub(crate) fn is_mat_point(p: &Pipeline, i: usize) -> bool {
     let node = &p.nodes[i];

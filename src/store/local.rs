@@ -205,7 +205,7 @@ impl ObjectStore for LocalStore {
         }
     }
 
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()> {
         let src = self.path(bucket, from)?;
         let dst = self.path(bucket, to)?;
         ensure_parent(bucket, to, &dst).await?;
@@ -224,7 +224,7 @@ impl ObjectStore for LocalStore {
         // rename() is a no-op when both names already link the same inode
         // (copying an unchanged cache entry again): drop the spare link.
         let _ = tokio::fs::remove_file(&tmp).await;
-        self.head(bucket, to).await
+        Ok(())
     }
 
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>> {

@@ -147,9 +147,9 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()> {
         let data = self.get(bucket, from).await?;
-        self.put(bucket, to, data).await
+        self.put(bucket, to, data).await.map(|_| ())
     }
 
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>> {

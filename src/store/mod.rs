@@ -155,7 +155,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Removes the object; removing a missing object succeeds.
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta>;
+    /// Copies `from` to `to` in the bucket (server-side where the store can).
+    /// Returns nothing: on S3 the object's size and version would cost a
+    /// HEAD more, and no caller needs them (`head` asks).
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()>;
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>>;
 
     /// Bytes `range` of an object, clamped to its end: lets Parquet readers

@@ -103,7 +103,7 @@ impl ObjectStore for RetryingStore {
         retried!(self, "delete", key, || self.inner.delete(bucket, key))
     }
 
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()> {
         retried!(self, "copy", to, || self.inner.copy(bucket, from, to))
     }
 
@@ -174,7 +174,7 @@ mod tests {
         async fn delete(&self, b: &str, k: &str) -> Result<()> {
             self.inner.delete(b, k).await
         }
-        async fn copy(&self, b: &str, f: &str, t: &str) -> Result<ObjectMeta> {
+        async fn copy(&self, b: &str, f: &str, t: &str) -> Result<()> {
             self.inner.copy(b, f, t).await
         }
         async fn writer(&self, b: &str, k: &str) -> Result<Box<dyn ObjectWriter>> {

@@ -290,12 +290,7 @@ impl ObjectStore for HookedStore {
     async fn delete(&self, b: &str, k: &str) -> mudrock::store::Result<()> {
         self.call("delete", k, self.inner.delete(b, k)).await
     }
-    async fn copy(
-        &self,
-        b: &str,
-        f: &str,
-        t: &str,
-    ) -> mudrock::store::Result<mudrock::store::ObjectMeta> {
+    async fn copy(&self, b: &str, f: &str, t: &str) -> mudrock::store::Result<()> {
         self.call("copy", t, self.inner.copy(b, f, t)).await
     }
     async fn writer(

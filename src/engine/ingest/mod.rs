@@ -24,7 +24,7 @@ pub mod temporal;
 pub use files::{SourceFiles, fetch};
 pub use schema::parquet_schema;
 
-fn is_glob(key: &str) -> bool {
+pub(crate) fn is_glob(key: &str) -> bool {
     key.contains(['*', '?', '[', '{'])
 }
 
@@ -36,60 +36,82 @@ pub async fn resolve(
     cfg: &IngestionConfig,
     max_matches: usize,
 ) -> Result<Vec<ObjectMeta>, NodeError> {
+    // Every key's listing or HEAD at once (a few at a time); problems are
+    // reported in the order of the keys, as if one went after the other.
+    let keys = cfg.source.keys();
+    let found = crate::bounded::at_most(
+        RESOLVE_CONCURRENCY,
+        keys.iter().map(|key| resolve_key(store, bucket, key)),
+    )
+    .await;
     let mut out: Vec<ObjectMeta> = Vec::new();
-    for key in cfg.source.keys() {
-        if is_glob(key) {
-            let glob = GlobBuilder::new(key)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| {
-                    NodeError::new(
-                        NodeErrorKind::Config,
-                        format!("invalid glob \"{key}\": {}", e.kind()),
-                    )
-                })?
-                .compile_matcher();
-            let literal_end = key.find(['*', '?', '[', '{']).unwrap_or(key.len());
-            let prefix = &key[..literal_end];
-            let listed = store
-                .list(bucket, prefix)
-                .await
-                .map_err(NodeError::storage)?;
-            let before = out.len();
-            out.extend(listed.into_iter().filter(|m| glob.is_match(&m.key)));
-            if out.len() == before {
-                return Err(NodeError::new(
-                    NodeErrorKind::Data,
-                    format!("no object matches \"{key}\""),
-                ));
-            }
-            if out.len() > max_matches {
-                return Err(NodeError::new(
-                    NodeErrorKind::Limit,
-                    mudrock_operators::limits::message(
-                        &format!("objects matched by \"{key}\""),
-                        out.len(),
-                        "engine.max_glob_matches",
-                        max_matches,
-                    ),
-                ));
-            }
-        } else {
-            match store.head(bucket, key).await {
-                Ok(m) => out.push(m),
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(NodeError::new(
-                        NodeErrorKind::Data,
-                        format!("source \"{key}\" not found in bucket {bucket}"),
-                    ));
-                }
-                Err(e) => return Err(NodeError::storage(e)),
-            }
+    for (key, objs) in keys.iter().zip(found) {
+        out.extend(objs?);
+        if is_glob(key) && out.len() > max_matches {
+            return Err(NodeError::new(
+                NodeErrorKind::Limit,
+                mudrock_operators::limits::message(
+                    &format!("objects matched by \"{key}\""),
+                    out.len(),
+                    "engine.max_glob_matches",
+                    max_matches,
+                ),
+            ));
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out.dedup_by(|a, b| a.key == b.key);
     Ok(out)
+}
+
+/// Store requests one source node has in flight while resolving its keys.
+const RESOLVE_CONCURRENCY: usize = 16;
+
+/// One key's objects: a glob's matches (one listing of its literal
+/// prefix) or the object itself (a HEAD).
+async fn resolve_key(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<ObjectMeta>, NodeError> {
+    if !is_glob(key) {
+        return match store.head(bucket, key).await {
+            Ok(m) => Ok(vec![m]),
+            // (In a project's first run the bucket may not exist yet.)
+            Err(StoreError::NotFound { .. } | StoreError::NoSuchBucket(_)) => Err(NodeError::new(
+                NodeErrorKind::Data,
+                format!("source \"{key}\" not found in bucket {bucket}"),
+            )),
+            Err(e) => Err(NodeError::storage(e)),
+        };
+    }
+    let glob = GlobBuilder::new(key)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| {
+            NodeError::new(
+                NodeErrorKind::Config,
+                format!("invalid glob \"{key}\": {}", e.kind()),
+            )
+        })?
+        .compile_matcher();
+    let literal_end = key.find(['*', '?', '[', '{']).unwrap_or(key.len());
+    let listed = match store.list(bucket, &key[..literal_end]).await {
+        Ok(l) => l,
+        Err(StoreError::NoSuchBucket(_)) => Vec::new(),
+        Err(e) => return Err(NodeError::storage(e)),
+    };
+    let matched: Vec<ObjectMeta> = listed
+        .into_iter()
+        .filter(|m| glob.is_match(&m.key))
+        .collect();
+    if matched.is_empty() {
+        return Err(NodeError::new(
+            NodeErrorKind::Data,
+            format!("no object matches \"{key}\""),
+        ));
+    }
+    Ok(matched)
 }
 
 /// Where the bytes of the sources are.

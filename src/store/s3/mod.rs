@@ -103,7 +103,7 @@ impl S3Store {
 
     /// Copies by reading and writing (with this store's encryption), one
     /// part in memory at a time.
-    async fn copy_through(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+    async fn copy_through(&self, bucket: &str, from: &str, to: &str) -> Result<()> {
         let mut r = self.reader(bucket, from).await?;
         let mut w = self.writer(bucket, to).await?;
         while let Some(chunk) = r.next_chunk().await? {
@@ -112,8 +112,7 @@ impl S3Store {
                 return Err(e);
             }
         }
-        w.finish().await?;
-        self.head(bucket, to).await
+        w.finish().await.map(|_| ())
     }
 }
 
@@ -281,7 +280,7 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<ObjectMeta> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()> {
         check_key(from)?;
         check_key(to)?;
         let source = format!("{bucket}/{}", urlencode_key(from));
@@ -310,7 +309,7 @@ impl ObjectStore for S3Store {
             },
             other => other,
         })?;
-        self.head(bucket, to).await
+        Ok(())
     }
 
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>> {
