@@ -129,3 +129,57 @@ async fn a_first_run_makes_the_bucket_in_its_first_round() {
         "commit marker written"
     );
 }
+
+/// A pipeline without an error branch, as the harness's are: a fully
+/// cached run is 5 round trips deep, whatever its shape (two sources, a
+/// join, a fan-out to two outputs): the first round (bucket, marker
+/// delete, source HEADs and index entries), the lookups, the outputs'
+/// copies and metadata, lineage, the marker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fully_cached_run_is_five_round_trips_deep() {
+    let env = Env::new();
+    env.put("shared/a.csv", "k,x\n1,10\n2,20\n3,30\n");
+    env.put("shared/b.csv", "k,y\n1,a\n2,b\n");
+    let d = doc(
+        "rt",
+        vec![
+            ingest("a", "shared/a.csv"),
+            ingest("b", "shared/b.csv"),
+            op(
+                "j",
+                serde_json::json!({"operator": "join", "how": "inner", "on": ["k"]}),
+                &["a", "b"],
+            ),
+            op(
+                "big",
+                serde_json::json!({"operator": "filter", "predicate": "x > 10"}),
+                &["j"],
+            ),
+            op(
+                "small",
+                serde_json::json!({"operator": "filter", "predicate": "x <= 10"}),
+                &["j"],
+            ),
+            output("out_big", "big"),
+            output("out_small", "small"),
+        ],
+        vec![],
+    );
+    let (p, _) = mudrock::validate::validate(d, Default::default()).unwrap();
+    let p = Arc::new(p);
+    let scratch = tempfile::tempdir().unwrap();
+    let remote = Arc::new(HookedStore {
+        latency: std::time::Duration::from_millis(20),
+        ..HookedStore::remote(env.store.clone())
+    });
+    let engine = Engine::new(remote.clone()).with_scratch(scratch.path().to_path_buf());
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
+    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+    assert!(!r.computed, "fully cached");
+    let depth = remote.depth.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = ops(&remote.calls.lock().unwrap());
+    assert_eq!(depth, 5, "{}", calls.join("\n"));
+}
