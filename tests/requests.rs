@@ -1,5 +1,6 @@
-//! Store requests per run: what a cold and a fully cached run of the
-//! example ask the object store, pinned (on S3 each is a round trip).
+//! Store requests per run: what a cold and a fully cached run ask the
+//! object store and how many round trips deep, pinned (on S3 each request
+//! is a round trip).
 
 mod common;
 
@@ -13,11 +14,18 @@ fn ops(calls: &[(String, String)]) -> Vec<String> {
     calls.iter().map(|(o, k)| format!("{o} {k}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn requests_of_the_example_cold_and_cached() {
-    let env = Env::new();
-    env.copy_example_data();
-    let (p, _) = mudrock::validate::validate(example(), Default::default()).unwrap();
+/// What one run asked the store, and how many round trips deep.
+struct Asked {
+    calls: Vec<(String, String)>,
+    depth: usize,
+    result: mudrock::engine::RunResult,
+}
+
+/// Runs `doc` twice on `env`'s store behind one that hides local paths
+/// and makes every request a 20 ms round trip: cold, then fully cached.
+/// Both runs must succeed.
+async fn cold_then_cached(env: &Env, doc: serde_json::Value) -> (Asked, Asked) {
+    let (p, _) = mudrock::validate::validate(doc, Default::default()).unwrap();
     let p = Arc::new(p);
     let scratch = tempfile::tempdir().unwrap();
     let remote = Arc::new(HookedStore {
@@ -25,14 +33,32 @@ async fn requests_of_the_example_cold_and_cached() {
         ..HookedStore::remote(env.store.clone())
     });
     let engine = Engine::new(remote.clone()).with_scratch(scratch.path().to_path_buf());
-    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
-    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
-    let cold = std::mem::take(&mut *remote.calls.lock().unwrap());
-    let cold_depth = remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
-    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
-    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
-    let cached = std::mem::take(&mut *remote.calls.lock().unwrap());
-    let cached_depth = remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
+    let once = async || {
+        let result = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+        assert_eq!(
+            result.meta.status,
+            RunStatus::Succeeded,
+            "{:?}",
+            result.meta.error
+        );
+        Asked {
+            calls: std::mem::take(&mut *remote.calls.lock().unwrap()),
+            depth: remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst),
+            result,
+        }
+    };
+    let cold = once().await;
+    let cached = once().await;
+    (cold, cached)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_of_the_example_cold_and_cached() {
+    let env = Env::new();
+    env.copy_example_data();
+    let (cold, cached) = cold_then_cached(&env, example()).await;
+    let (cold_depth, cached_depth) = (cold.depth, cached.depth);
+    let (cold, cached) = (cold.calls, cached.calls);
     let by_op = |calls: &[(String, String)]| {
         let mut m = std::collections::BTreeMap::new();
         for (o, _) in calls {
@@ -167,21 +193,7 @@ async fn a_fully_cached_run_is_five_round_trips_deep() {
         ],
         vec![],
     );
-    let (p, _) = mudrock::validate::validate(d, Default::default()).unwrap();
-    let p = Arc::new(p);
-    let scratch = tempfile::tempdir().unwrap();
-    let remote = Arc::new(HookedStore {
-        latency: std::time::Duration::from_millis(20),
-        ..HookedStore::remote(env.store.clone())
-    });
-    let engine = Engine::new(remote.clone()).with_scratch(scratch.path().to_path_buf());
-    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
-    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
-    remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst);
-    let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
-    assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
-    assert!(!r.computed, "fully cached");
-    let depth = remote.depth.load(std::sync::atomic::Ordering::SeqCst);
-    let calls = ops(&remote.calls.lock().unwrap());
-    assert_eq!(depth, 5, "{}", calls.join("\n"));
+    let (_, cached) = cold_then_cached(&env, d).await;
+    assert!(!cached.result.computed, "fully cached");
+    assert_eq!(cached.depth, 5, "{}", ops(&cached.calls).join("\n"));
 }

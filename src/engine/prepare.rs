@@ -175,7 +175,7 @@ async fn resolve_source(
     let (objs, indexed) = tokio::join!(
         ingest::resolve(store, b, cfg, opts.limits.max_glob_matches),
         crate::bounded::at_most(
-            HASH_CONCURRENCY,
+            ingest::RESOLVE_CONCURRENCY,
             literal.map(|k| async move { (k, cache::source_index(store, b, k).await) })
         )
     );

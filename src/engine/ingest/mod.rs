@@ -64,8 +64,9 @@ pub async fn resolve(
     Ok(out)
 }
 
-/// Store requests one source node has in flight while resolving its keys.
-const RESOLVE_CONCURRENCY: usize = 16;
+/// Store requests one source node has in flight while resolving its keys
+/// (and, beside them, asking for their source-index entries).
+pub(crate) const RESOLVE_CONCURRENCY: usize = 16;
 
 /// One key's objects: a glob's matches (one listing of its literal
 /// prefix) or the object itself (a HEAD).
