@@ -423,7 +423,8 @@ async fn a_corrupted_cache_entry_is_a_miss() {
     // An in-place edit is noticed by its new mtime; let the clock tick
     // past the write's timestamp first (kernel timestamps are coarse).
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let mut bytes = env.read(&data);
+    let original = env.read(&data);
+    let mut bytes = original.clone();
     let last = bytes.len() - 20;
     bytes[last] ^= 0xff;
     env.put(&data, &bytes);
@@ -431,6 +432,13 @@ async fn a_corrupted_cache_entry_is_a_miss() {
     assert!(
         !node(&second.meta, "out_a").cache_hit,
         "a data file that no longer matches its hash is not used"
+    );
+    // The run copied the bad entry into its folder early (before the
+    // lookup found it bad); the recomputed bytes replaced that copy.
+    assert_eq!(
+        env.read(&format!("{}outputs/out_a/data.parquet", second.run_prefix)),
+        original,
+        "the output holds the recomputed data"
     );
     assert!(node(&second.meta, "out_b").cache_hit);
     env.put(

@@ -18,6 +18,8 @@ fn ops(calls: &[(String, String)]) -> Vec<String> {
 struct Asked {
     calls: Vec<(String, String)>,
     depth: usize,
+    /// Each call's round trip ("op key", depth).
+    rounds: Vec<(String, usize)>,
     result: mudrock::engine::RunResult,
 }
 
@@ -44,6 +46,7 @@ async fn cold_then_cached(env: &Env, doc: serde_json::Value) -> (Asked, Asked) {
         Asked {
             calls: std::mem::take(&mut *remote.calls.lock().unwrap()),
             depth: remote.depth.swap(0, std::sync::atomic::Ordering::SeqCst),
+            rounds: std::mem::take(&mut *remote.rounds.lock().unwrap()),
             result,
         }
     };
@@ -73,12 +76,13 @@ async fn requests_of_the_example_cold_and_cached() {
     };
     // Cold: 3 sources (HEAD, index GET, download, index PUT), every
     // unit's entry looked up (metadata GET and data HEAD at once) and
-    // written, 4 outputs (copy or upload, schema, metadata), lineage and
-    // the commit marker.
+    // written, 4 outputs (copy or upload, schema, metadata; the 3 with an
+    // entry also an early copy that finds none; 1 export copied), lineage
+    // and the commit marker.
     assert_eq!(
         by_op(&cold),
         pinned(&[
-            ("copy", 4),
+            ("copy", 7),
             ("create_bucket", 1),
             ("delete", 1),
             ("get", 10),
@@ -196,4 +200,60 @@ async fn a_fully_cached_run_is_five_round_trips_deep() {
     let (_, cached) = cold_then_cached(&env, d).await;
     assert!(!cached.result.computed, "fully cached");
     assert_eq!(cached.depth, 5, "{}", ops(&cached.calls).join("\n"));
+    // The outputs' data is copied in the lookups' round (early.rs), so a
+    // large copy overlaps them instead of following them; the schema and
+    // metadata files wait for the verified entry.
+    let rounds_of = |pick: &dyn Fn(&str) -> bool| {
+        let mut r: Vec<usize> = cached
+            .rounds
+            .iter()
+            .filter(|(c, _)| pick(c))
+            .map(|(_, d)| *d)
+            .collect();
+        r.sort();
+        r.dedup();
+        r
+    };
+    let copies = rounds_of(&|c| c.starts_with("copy "));
+    let lookups = rounds_of(&|c| c.starts_with("get ") && c.contains("/cache/"));
+    let written = rounds_of(&|c| c.starts_with("put ") && c.contains("/outputs/"));
+    assert_eq!((copies.as_slice(), lookups.as_slice()), (&[2][..], &[2][..]));
+    assert_eq!(written, [3]);
+    assert_eq!(
+        cached.calls.iter().filter(|(o, _)| o == "copy").count(),
+        2,
+        "one copy per output"
+    );
+}
+
+/// An output's early copy that no output took is deleted before the
+/// commit marker: a run cancelled before its units start, on a store where
+/// every output has a cache entry, commits a folder without output data.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_copy_no_output_took_is_deleted() {
+    let env = Env::new();
+    env.copy_example_data();
+    let (p, _) = mudrock::validate::validate(example(), Default::default()).unwrap();
+    let p = Arc::new(p);
+    let scratch = tempfile::tempdir().unwrap();
+    let store = Arc::new(HookedStore::new(env.store.clone()));
+    let engine = Engine::new(store.clone()).with_scratch(scratch.path().to_path_buf());
+    let first = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+    assert_eq!(first.meta.status, RunStatus::Succeeded);
+    store.calls.lock().unwrap().clear();
+    let opts = RunOptions::local(&p);
+    opts.cancel.cancel();
+    let r = engine.run(p.clone(), opts.clone()).await.unwrap();
+    assert_eq!(r.meta.status, RunStatus::Cancelled);
+    assert_eq!(
+        store.count("copy", "pipelines/"),
+        3,
+        "the early copies were made, one per output with an entry"
+    );
+    let left = env
+        .store
+        .list(&opts.bucket, &format!("{}outputs/", r.run_prefix))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -98,7 +98,7 @@ pub(super) async fn cached_unit(
     let key = meta.cache_key.clone();
     remember_columns(ctx, &meta);
     if matches!(ctx.pipeline.nodes[root].kind, NodeKind::Output(_)) {
-        match write_output(ctx, root, &meta).await {
+        match write_output(ctx, root, &meta, true).await {
             Ok(o) => outputs.push(o),
             Err(err) => {
                 return Ok(unit.fail(ctx, err));

@@ -23,6 +23,7 @@ mod cached;
 mod compute;
 mod config;
 mod ctx;
+mod early;
 mod fanout;
 mod gate;
 pub mod ingest;
@@ -121,6 +122,8 @@ struct Ctx {
     /// Column names of every node built in this run or read from a cache
     /// entry: what column lineage is traced over.
     columns: std::sync::Mutex<HashMap<usize, Vec<String>>>,
+    /// Outputs' data copied from their entries beside the lookups (early.rs).
+    early: early::EarlyCopies,
     /// Cache lookups by key, each done once per run ([`Ctx::lookup`]).
     lookups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<CacheMeta>>>>>,
 }
@@ -205,6 +208,7 @@ impl Engine {
             bytes_hashed = prep.bytes_hashed,
             "run started"
         );
+        let early = early::EarlyCopies::start(&store, &pipeline, &opts, &prep, &run_prefix);
         let ctx = Arc::new(Ctx {
             store: store.clone(),
             pipeline: pipeline.clone(),
@@ -218,6 +222,7 @@ impl Engine {
             computing: Default::default(),
             background: Default::default(),
             columns: Default::default(),
+            early,
             lookups: Default::default(),
         });
         // Every unit root's cache entry is looked up at once, now: a unit
@@ -247,7 +252,9 @@ impl Engine {
                 bytes_written.insert(node, bytes);
             }
         }
+        let cleaned = ctx.early.clean(&ctx).await;
         let finished = finished?;
+        cleaned?;
 
         // Assemble records in document order.
         let n = pipeline.nodes.len();

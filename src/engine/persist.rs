@@ -106,12 +106,14 @@ pub(super) async fn persist(
             .await
             .map_err(NodeError::storage)?;
         if matches!(node.kind, NodeKind::Output(_)) {
-            return Ok(vec![write_output(ctx, root, &meta).await?]);
+            return Ok(vec![write_output(ctx, root, &meta, false).await?]);
         }
         return Ok(vec![]);
     }
     if matches!(node.kind, NodeKind::Output(_)) {
-        // Not cached: write the run's files straight from scratch.
+        // Not cached: write the run's files straight from scratch (after
+        // any early copy, which must not land over them).
+        ctx.early.take(root).await;
         let prefix = format!("{}outputs/{}/", ctx.run_prefix, node.id);
         ctx.store
             .put_file(b, &format!("{prefix}data.parquet"), &w.path)
@@ -129,23 +131,29 @@ pub(super) async fn persist(
 }
 
 /// Copies an output's data from its cache entry into the run folder.
+/// `verified`: `meta` is the entry this run's lookup verified, the one the
+/// output's early copy (early.rs) copied; a copy that stands is not
+/// made again.
 pub(super) async fn write_output(
     ctx: &Ctx,
     root: usize,
     meta: &CacheMeta,
+    verified: bool,
 ) -> Result<LineageOutput, NodeError> {
     let b = &ctx.opts.bucket;
     let node = &ctx.pipeline.nodes[root];
     let entry = cache::entry_prefix(&ctx.opts.pipeline_id, &meta.cache_key);
-    let prefix = format!("{}outputs/{}/", ctx.run_prefix, node.id);
     // The copies and the metadata at once: nothing reads a run's folder
     // before its commit marker, written after every output.
     let data = async {
+        if ctx.early.take(root).await && verified {
+            return Ok(());
+        }
         ctx.store
             .copy(
                 b,
                 &format!("{entry}data.parquet"),
-                &format!("{prefix}data.parquet"),
+                &early::output_data_key(&ctx.run_prefix, &node.id),
             )
             .await
             .map_err(NodeError::storage)

@@ -160,6 +160,8 @@ pub struct HookedStore {
     /// call's depth is one more than the deepest call finished when it
     /// started. With a latency, the run's round trips on its critical path.
     pub depth: std::sync::atomic::AtomicUsize,
+    /// Each call's depth, as ("op key", depth), in the order they ended.
+    pub rounds: std::sync::Mutex<Vec<(String, usize)>>,
 }
 
 impl HookedStore {
@@ -172,6 +174,7 @@ impl HookedStore {
             remote: false,
             latency: std::time::Duration::ZERO,
             depth: Default::default(),
+            rounds: Default::default(),
         }
     }
 
@@ -219,6 +222,10 @@ impl HookedStore {
         }
         let r = f.await;
         self.depth.fetch_max(depth, Ordering::SeqCst);
+        self.rounds
+            .lock()
+            .unwrap()
+            .push((format!("{op} {key}"), depth));
         r
     }
 
