@@ -217,8 +217,9 @@ async fn a_fully_cached_run_is_five_round_trips_deep() {
     let copies = rounds_of(&|c| c.starts_with("copy "));
     let lookups = rounds_of(&|c| c.starts_with("get ") && c.contains("/cache/"));
     let written = rounds_of(&|c| c.starts_with("put ") && c.contains("/outputs/"));
-    assert_eq!((copies.as_slice(), lookups.as_slice()), (&[2][..], &[2][..]));
-    assert_eq!(written, [3]);
+    assert_eq!(lookups, [2], "every lookup in the second round");
+    assert_eq!(copies, [2], "the copies beside them");
+    assert_eq!(written, [3], "the JSON files after them");
     assert_eq!(
         cached.calls.iter().filter(|(o, _)| o == "copy").count(),
         2,
