@@ -4,9 +4,10 @@
 //! behind the lookup round instead of adding to a fully cached run.
 //!
 //! The copy is a guess made before the entry is verified. It only stands
-//! when the output is served by that verified entry ([`EarlyCopies::take`]
-//! with `stands`); every other writer of the output's data waits for it
-//! first (so a late copy can never land over computed bytes), and a copy
+//! when the output is served by that verified entry (`write_output` with
+//! `verified`, persist.rs); every other writer of the output's data waits
+//! for it first ([`EarlyCopies::take`], so a late copy can never land over
+//! computed bytes), and a copy
 //! nobody took (the output skipped, failed or cancelled) is deleted before
 //! the run's lineage and commit marker ([`EarlyCopies::clean`]). On a cold
 //! run each guess is one request that finds no entry.
