@@ -560,15 +560,18 @@ async fn a_lasting_storage_failure_fails_after_max_attempts(
     );
 }
 
-/// A store hook that blocks runs at their first output write (mid-run:
-/// the other branch is still to come) until the test lets them go.
+/// A store hook that blocks runs once started (claimed, running, no node
+/// finished) until the test lets them go: at the delete of the old commit
+/// marker, the one request each run makes once, from its own task. (It
+/// blocks a thread of the worker's runtime, so it must not catch requests
+/// a run makes several of at once, such as its outputs' early copies.)
 fn gate(local: Arc<dyn ObjectStore>) -> (Arc<dyn ObjectStore>, Arc<AtomicBool>, Arc<AtomicBool>) {
     let reached = Arc::new(AtomicBool::new(false));
     let go = Arc::new(AtomicBool::new(false));
     let (r, g) = (reached.clone(), go.clone());
     let mut h = HookedStore::new(local);
-    h.before = Box::new(move |_op, key| {
-        if key.contains("/runs/") && key.ends_with("data.parquet") {
+    h.before = Box::new(move |op, key| {
+        if op == "delete" && key.contains("/runs/") && key.ends_with("/metadata.json") {
             r.store(true, Ordering::SeqCst);
             while !g.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(10));
