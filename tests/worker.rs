@@ -562,7 +562,7 @@ async fn a_lasting_storage_failure_fails_after_max_attempts(
 
 /// A store hook that blocks runs once started (claimed, running, no node
 /// finished) until the test lets them go: at the delete of the old commit
-/// marker, the one request each run makes once, from its own task. (It
+/// marker, a request each run makes exactly once, from its own task. (It
 /// blocks a thread of the worker's runtime, so it must not catch requests
 /// a run makes several of at once, such as its outputs' early copies.)
 fn gate(local: Arc<dyn ObjectStore>) -> (Arc<dyn ObjectStore>, Arc<AtomicBool>, Arc<AtomicBool>) {
@@ -864,8 +864,6 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     // Another worker takes the run over once the lease (1 s) has expired.
     let mut second = spawn_worker(&db, dir.path(), "rescuer");
     let row = wait_finished(&pool, run, Duration::from_secs(180)).await;
-    second.kill().unwrap();
-    second.wait().unwrap();
     assert_eq!(row.status, RunStatus::Succeeded, "{:?}", row.error);
     // Attempt 2 normally; on a starved machine the rescuer may retry a
     // transient failure or lose and retake its own lease: more attempts,
@@ -907,7 +905,9 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
     let nodes = runs::node_states(&mut conn, run).await.unwrap();
     let hits = nodes.iter().filter(|n| n.cache_hit).count();
     assert!(hits >= 2, "{nodes:?}");
-    // The job is completed just after the run row is final: wait for it.
+    // The job is completed just after the run row is final: wait for it
+    // before stopping the rescuer (killed earlier, it could die between
+    // the two and leave the job running).
     let start = Instant::now();
     loop {
         let job: String = sqlx::query_scalar("SELECT status FROM apalis.jobs")
@@ -920,6 +920,8 @@ async fn a_killed_worker_s_run_is_taken_over_and_finished_once(
         assert!(start.elapsed() < Duration::from_secs(30), "job still {job}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    second.kill().unwrap();
+    second.wait().unwrap();
 }
 
 #[sqlx::test(migrations = false)]
