@@ -16,11 +16,6 @@ use super::*;
 
 type CopyTask = tokio::task::JoinHandle<Result<(), StoreError>>;
 
-/// The key of an output's data in the run folder.
-pub(super) fn output_data_key(run_prefix: &str, node_id: &str) -> String {
-    format!("{run_prefix}outputs/{node_id}/data.parquet")
-}
-
 /// The early copies of one run, by output node.
 #[derive(Default)]
 pub(super) struct EarlyCopies(HashMap<usize, std::sync::Mutex<Option<CopyTask>>>);

@@ -114,9 +114,8 @@ pub(super) async fn persist(
         // Not cached: write the run's files straight from scratch (after
         // any early copy, which must not land over them).
         ctx.early.take(root).await;
-        let prefix = format!("{}outputs/{}/", ctx.run_prefix, node.id);
         ctx.store
-            .put_file(b, &format!("{prefix}data.parquet"), &w.path)
+            .put_file(b, &output_data_key(&ctx.run_prefix, &node.id), &w.path)
             .await
             .map_err(NodeError::storage)?;
         if let Some((xp, x)) = &w.export {
@@ -153,7 +152,7 @@ pub(super) async fn write_output(
             .copy(
                 b,
                 &format!("{entry}data.parquet"),
-                &early::output_data_key(&ctx.run_prefix, &node.id),
+                &output_data_key(&ctx.run_prefix, &node.id),
             )
             .await
             .map_err(NodeError::storage)
@@ -176,6 +175,11 @@ pub(super) async fn write_output(
     data?;
     export?;
     written
+}
+
+/// The key of an output's data in the run folder.
+pub(super) fn output_data_key(run_prefix: &str, node_id: &str) -> String {
+    format!("{run_prefix}outputs/{node_id}/data.parquet")
 }
 
 /// `schema.json` and the dataframe's `metadata.json`, at once.
@@ -211,7 +215,7 @@ pub(super) async fn write_output_meta(
     written.map_err(NodeError::storage)?;
     Ok(LineageOutput {
         dataframe_id: node.id.clone(),
-        path: format!("{prefix}data.parquet"),
+        path: output_data_key(&ctx.run_prefix, &node.id),
         rows: meta.rows,
         blake3: meta.blake3.clone(),
         columns: None,
