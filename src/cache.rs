@@ -237,6 +237,11 @@ pub fn entry_prefix(pipeline_id: &str, key: &str) -> String {
     format!("pipelines/{pipeline_id}/cache/{key}/")
 }
 
+/// The key of an entry's `data.parquet`.
+pub fn entry_data_key(pipeline_id: &str, key: &str) -> String {
+    format!("{}data.parquet", entry_prefix(pipeline_id, key))
+}
+
 /// Looks up an entry and verifies it: metadata present, and the size and
 /// blake3 of `data.parquet` as recorded (re-hashed unless the object's
 /// version shows it untouched since it was hashed). Anything else is a miss.
@@ -247,7 +252,7 @@ pub async fn lookup(
     key: &str,
 ) -> Option<CacheMeta> {
     let prefix = entry_prefix(pipeline_id, key);
-    let data_key = format!("{prefix}data.parquet");
+    let data_key = entry_data_key(pipeline_id, key);
     // The metadata and the data's HEAD at once: one round trip, not two.
     let meta_key = format!("{prefix}metadata.json");
     let (raw, head) = tokio::join!(store.get(bucket, &meta_key), store.head(bucket, &data_key));

@@ -7,10 +7,10 @@
 //! when the output is served by that verified entry (`write_output` with
 //! `verified`, persist.rs); every other writer of the output's data waits
 //! for it first ([`EarlyCopies::take`], so a late copy can never land over
-//! computed bytes), and a copy
-//! nobody took (the output skipped, failed or cancelled) is deleted before
-//! the run's lineage and commit marker ([`EarlyCopies::clean`]). On a cold
-//! run each guess is one request that finds no entry.
+//! computed bytes), and a copy nobody took (the output skipped, failed or
+//! cancelled) is deleted before the run's lineage and commit marker
+//! ([`EarlyCopies::clean`]). On a cold run each guess is one request that
+//! finds no entry.
 
 use super::*;
 
@@ -42,10 +42,7 @@ impl EarlyCopies {
             if !prep.entry[root] || !matches!(node.kind, NodeKind::Output(_)) {
                 continue;
             }
-            let from = format!(
-                "{}data.parquet",
-                cache::entry_prefix(&opts.pipeline_id, key)
-            );
+            let from = cache::entry_data_key(&opts.pipeline_id, key);
             let to = output_data_key(run_prefix, &node.id);
             let (store, bucket) = (store.clone(), opts.bucket.clone());
             let copy = tokio::spawn(async move { store.copy(&bucket, &from, &to).await });

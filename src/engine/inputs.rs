@@ -41,10 +41,7 @@ pub(super) async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<R
             retryable: true,
         }),
         Handle::Cached(key) => {
-            let data_key = format!(
-                "{}data.parquet",
-                cache::entry_prefix(&ctx.opts.pipeline_id, key)
-            );
+            let data_key = cache::entry_data_key(&ctx.opts.pipeline_id, key);
             match ctx.store.local_path(&ctx.opts.bucket, &data_key) {
                 Some(p) => Ok(Ready::Path(p)),
                 // Streamed into a scratch file and scanned from there, as

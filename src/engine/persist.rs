@@ -151,7 +151,7 @@ pub(super) async fn write_output(
         ctx.store
             .copy(
                 b,
-                &format!("{entry}data.parquet"),
+                &cache::entry_data_key(&ctx.opts.pipeline_id, &meta.cache_key),
                 &output_data_key(&ctx.run_prefix, &node.id),
             )
             .await

@@ -24,8 +24,11 @@ pub mod temporal;
 pub use files::{SourceFiles, fetch};
 pub use schema::parquet_schema;
 
+/// The characters that make a source key a glob.
+const GLOB_CHARS: [char; 4] = ['*', '?', '[', '{'];
+
 pub(crate) fn is_glob(key: &str) -> bool {
-    key.contains(['*', '?', '[', '{'])
+    key.contains(GLOB_CHARS)
 }
 
 /// Every object a source names, sorted by key, without duplicates; at most
@@ -96,7 +99,7 @@ async fn resolve_key(
             )
         })?
         .compile_matcher();
-    let literal_end = key.find(['*', '?', '[', '{']).unwrap_or(key.len());
+    let literal_end = key.find(GLOB_CHARS).unwrap_or(key.len());
     let listed = match store.list(bucket, &key[..literal_end]).await {
         Ok(l) => l,
         Err(StoreError::NoSuchBucket(_)) => Vec::new(),
