@@ -6,7 +6,9 @@
 //! runs: it truncates with `dt.truncate` (an integer operation on the
 //! physical values) instead of formatting every value and parsing it back,
 //! and gives what that gave: a datetime in microseconds without a time
-//! zone (a date reads as its midnight).
+//! zone (a date reads as its midnight). Year, quarter, month and week are
+//! computed with [`civil`]'s integer calendar, where Polars converts each
+//! value to a chrono date-time.
 //!
 //! Users cannot call these names themselves: the rewrite refuses a query
 //! that names one.
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use polars::lazy::dsl::{BaseColumnUdf, UserDefinedFunction};
 use polars::prelude::*;
 use polars::sql::{FunctionOptions, FunctionRegistry};
+
+use crate::civil;
 
 /// Prefix of the functions `date_trunc` is rewritten to.
 pub const PREFIX: &str = "mudrock_date_trunc_";
@@ -39,9 +43,10 @@ fn interval(name: &str) -> Option<&'static str> {
     UNITS.iter().find(|(u, _)| *u == unit).map(|(_, i)| *i)
 }
 
-/// Whether a function name is one of the internal ones.
+/// Whether a function name is one of the internal ones (this module's or
+/// [`crate::date_part`]'s).
 pub fn is_internal(name: &str) -> bool {
-    name.to_ascii_lowercase().starts_with(PREFIX)
+    name.to_ascii_lowercase().starts_with(PREFIX) || crate::date_part::is_internal(name)
 }
 
 const OUT: DataType = DataType::Datetime(TimeUnit::Microseconds, None);
@@ -58,13 +63,43 @@ fn truncate(c: &Column, every: &str) -> PolarsResult<Column> {
             polars_bail!(InvalidOperation: "date_trunc needs a date or datetime, got {}", crate::dtype::name(other))
         }
     };
-    let every = StringChunked::from_slice("every".into(), &[every]);
     let s = dt.as_materialized_series();
-    let out = s.datetime()?.truncate(None, &every)?.into_series();
+    let ca = s.datetime()?;
+    let out = match calendar(every) {
+        // Calendar units on integers: Polars goes through chrono per value.
+        Some(unit) if fits(ca) => ca
+            .physical()
+            .apply_values(|t| civil::truncate_us(t, unit))
+            .into_datetime(TimeUnit::Microseconds, None)
+            .into_series(),
+        _ => {
+            let every = StringChunked::from_slice("every".into(), &[every]);
+            ca.truncate(None, &every)?.into_series()
+        }
+    };
     Ok(out.cast(&OUT)?.with_name(c.name().clone()).into_column())
 }
 
-/// The registry of the internal `date_trunc` functions.
+/// The calendar unit of an interval [`civil`] truncates to (Polars' own
+/// kernel already does day and finer with integers).
+fn calendar(every: &str) -> Option<civil::Calendar> {
+    Some(match every {
+        "1y" => civil::Calendar::Year,
+        "1q" => civil::Calendar::Quarter,
+        "1mo" => civil::Calendar::Month,
+        "1w" => civil::Calendar::Week,
+        _ => return None,
+    })
+}
+
+/// Whether a column of microseconds (no time zone) is in [`civil`]'s range.
+pub(crate) fn fits(ca: &DatetimeChunked) -> bool {
+    let p = ca.physical();
+    let day = |t: Option<i64>| t.map_or(0, |t| t.div_euclid(civil::US_DAY));
+    civil::in_range([day(p.min()), day(p.max())])
+}
+
+/// The registry of the internal `date_trunc` and `date_part` functions.
 pub struct Registry;
 
 impl FunctionRegistry for Registry {
@@ -74,7 +109,7 @@ impl FunctionRegistry for Registry {
 
     fn get_udf(&self, name: &str) -> PolarsResult<Option<UserDefinedFunction>> {
         let Some(every) = interval(name) else {
-            return Ok(None);
+            return Ok(crate::date_part::udf(name));
         };
         let udf = BaseColumnUdf::new(
             move |cols: &mut [Column]| match cols {
@@ -92,7 +127,7 @@ impl FunctionRegistry for Registry {
     }
 
     fn contains(&self, name: &str) -> bool {
-        interval(name).is_some()
+        interval(name).is_some() || crate::date_part::udf(name).is_some()
     }
 }
 

@@ -15,6 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod civil;
+pub mod date_part;
 pub mod date_trunc;
 pub mod dtype;
 pub mod exact_sum;

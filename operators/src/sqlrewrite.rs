@@ -3,7 +3,10 @@
 //!
 //! `date_trunc('unit', x)` becomes `mudrock_date_trunc_unit(x)`, Polars'
 //! native truncation registered by [`crate::date_trunc`] (year, quarter,
-//! month, week, day, hour, minute, second); the result is a datetime. A
+//! month, week, day, hour, minute, second); the result is a datetime.
+//! `date_part('hour', x)` and `EXTRACT(HOUR FROM x)` of a year, month, day,
+//! hour, minute or second become `mudrock_date_part_hour(x)`, computed
+//! with integers by [`crate::date_part`] (other parts stay Polars'). A
 //! query that names those internal functions itself is refused.
 
 use std::ops::ControlFlow;
@@ -17,7 +20,50 @@ use sqlparser::parser::Parser;
 use crate::date_trunc::{PREFIX, UNITS, is_internal};
 
 fn needs_rewrite(sql: &str) -> bool {
-    sql.to_ascii_lowercase().contains("date_trunc")
+    let lower = sql.to_ascii_lowercase();
+    ["date_trunc", "date_part", "extract"]
+        .iter()
+        .any(|f| lower.contains(f))
+}
+
+/// `x` as an expression, parsed back from text.
+fn parse(text: &str, what: &str) -> Result<Expr, String> {
+    Parser::new(&GenericDialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|err| format!("rewriting {what}: {err}"))
+}
+
+/// `date_part('part', x)` or `EXTRACT(part FROM x)` of a part
+/// [`crate::date_part`] computes, as its internal function; anything else
+/// is left as it is (Polars reads it, or says what is wrong).
+fn rewrite_part(e: &mut Expr) -> Result<(), String> {
+    let (part, value) = match e {
+        Expr::Extract { field, expr, .. } => (field.to_string(), expr.to_string()),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_part") => {
+            let FunctionArguments::List(list) = &f.args else {
+                return Ok(());
+            };
+            match list.args.as_slice() {
+                [
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x)),
+                ] => match &v.value {
+                    Value::SingleQuotedString(p) => (p.clone(), x.to_string()),
+                    _ => return Ok(()),
+                },
+                _ => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    if let Some(part) = crate::date_part::canonical(&part) {
+        *e = parse(
+            &format!("{}{part}({value})", crate::date_part::PREFIX),
+            "date_part",
+        )?;
+    }
+    Ok(())
 }
 
 /// A name the user may not call: the functions `date_trunc` becomes.
@@ -32,6 +78,7 @@ fn refuse_internal(e: &Expr) -> Result<(), String> {
 
 fn rewrite_one(e: &mut Expr) -> Result<(), String> {
     refuse_internal(e)?;
+    rewrite_part(e)?;
     let Expr::Function(f) = e else { return Ok(()) };
     if !f.name.to_string().eq_ignore_ascii_case("date_trunc") {
         return Ok(());
@@ -67,11 +114,7 @@ fn rewrite_one(e: &mut Expr) -> Result<(), String> {
             names.join(", ")
         ));
     };
-    let text = format!("{PREFIX}{unit}({value})");
-    *e = Parser::new(&GenericDialect)
-        .try_with_sql(&text)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|err| format!("rewriting date_trunc: {err}"))?;
+    *e = parse(&format!("{PREFIX}{unit}({value})"), "date_trunc")?;
     Ok(())
 }
 
@@ -136,6 +179,31 @@ mod tests {
             rewrite_query("SELECT date_trunc('fortnight', ts) FROM t")
                 .unwrap_err()
                 .contains("not supported")
+        );
+    }
+
+    #[test]
+    fn rewrites_the_parts_computed_with_integers_and_leaves_the_rest() {
+        assert_eq!(
+            rewrite_query("SELECT date_part('HOURS', ts) AS h, EXTRACT(MONTH FROM d) FROM t")
+                .unwrap(),
+            "SELECT mudrock_date_part_hour(ts) AS h, mudrock_date_part_month(d) FROM t"
+        );
+        assert_eq!(
+            rewrite_query("SELECT date_part('second', date_trunc('day', ts)) FROM t").unwrap(),
+            "SELECT mudrock_date_part_second(mudrock_date_trunc_day(ts)) FROM t"
+        );
+        // Parts Polars reads itself, and malformed calls it reports on.
+        for q in [
+            "SELECT date_part('dow', ts) FROM t",
+            "SELECT EXTRACT(QUARTER FROM ts) FROM t",
+            "SELECT date_part(ts) FROM t",
+        ] {
+            assert_eq!(rewrite_query(q).unwrap(), q);
+        }
+        assert_eq!(
+            rewrite_query("SELECT mudrock_date_part_hour(ts) FROM t").unwrap_err(),
+            "unknown function \"mudrock_date_part_hour\""
         );
     }
 }
