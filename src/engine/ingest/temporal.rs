@@ -73,12 +73,22 @@ impl Converted {
 /// than parsing it (8% of the timestamps pipeline's time, profiled).
 fn whole_seconds_first(column: &str, whole: &str, full: &str, strict: bool) -> Expr {
     let (whole, full) = (whole.to_string(), full.to_string());
-    col(column).map(
-        move |c: Column| {
+    // `map_multiple`, not `Expr::map`, whose batches the streaming engine
+    // hands to a blocking thread of their own.
+    map_multiple(
+        move |cols: &mut [Column]| {
+            let c = &cols[0];
             let text = c.str()?;
             let raise = StringChunked::from_slice(PlSmallStr::EMPTY, &["raise"]);
             let parse = |fmt: &str| {
-                text.as_datetime(Some(fmt), TimeUnit::Microseconds, false, false, None, &raise)
+                text.as_datetime(
+                    Some(fmt),
+                    TimeUnit::Microseconds,
+                    false,
+                    false,
+                    None,
+                    &raise,
+                )
             };
             let mut out = parse(&whole)?;
             if out.null_count() != text.null_count() {
@@ -89,9 +99,11 @@ fn whole_seconds_first(column: &str, whole: &str, full: &str, strict: bool) -> E
             }
             Ok(out.into_series().with_name(c.name().clone()).into_column())
         },
-        |_: &Schema, f: &Field| {
+        [col(column)],
+        |_: &Schema, fields: &[Field]| {
+            let name = fields.first().map(|f| f.name().clone()).unwrap_or_default();
             Ok(Field::new(
-                f.name().clone(),
+                name,
                 DataType::Datetime(TimeUnit::Microseconds, None),
             ))
         },
