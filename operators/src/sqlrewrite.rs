@@ -37,12 +37,12 @@ fn parse(text: &str, what: &str) -> Result<Expr, String> {
 /// `date_part('part', x)` or `EXTRACT(part FROM x)` of a part
 /// [`crate::date_part`] computes, as its internal function; anything else
 /// is left as it is (Polars reads it, or says what is wrong).
-fn rewrite_part(e: &mut Expr) -> Result<(), String> {
+fn rewrite_part(e: &mut Expr) {
     let (part, value) = match e {
         Expr::Extract { field, expr, .. } => (field.to_string(), expr.to_string()),
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_part") => {
             let FunctionArguments::List(list) = &f.args else {
-                return Ok(());
+                return;
             };
             match list.args.as_slice() {
                 [
@@ -50,20 +50,21 @@ fn rewrite_part(e: &mut Expr) -> Result<(), String> {
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(x)),
                 ] => match &v.value {
                     Value::SingleQuotedString(p) => (p.clone(), x.to_string()),
-                    _ => return Ok(()),
+                    _ => return,
                 },
-                _ => return Ok(()),
+                _ => return,
             }
         }
-        _ => return Ok(()),
+        _ => return,
     };
-    if let Some(part) = crate::date_part::canonical(&part) {
-        *e = parse(
-            &format!("{}{part}({value})", crate::date_part::PREFIX),
-            "date_part",
-        )?;
+    // Only faster, never different: an expression that does not read back
+    // from its text stays Polars' to compute.
+    let text = |part| format!("{}{part}({value})", crate::date_part::PREFIX);
+    if let Some(x) =
+        crate::date_part::canonical(&part).and_then(|p| parse(&text(p), "date_part").ok())
+    {
+        *e = x;
     }
-    Ok(())
 }
 
 /// A name the user may not call: the functions `date_trunc` becomes.
@@ -78,7 +79,7 @@ fn refuse_internal(e: &Expr) -> Result<(), String> {
 
 fn rewrite_one(e: &mut Expr) -> Result<(), String> {
     refuse_internal(e)?;
-    rewrite_part(e)?;
+    rewrite_part(e);
     let Expr::Function(f) = e else { return Ok(()) };
     if !f.name.to_string().eq_ignore_ascii_case("date_trunc") {
         return Ok(());
