@@ -82,8 +82,8 @@ pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
 #[inline]
 fn grid(x: f64) -> Option<i128> {
     const TWO_62: f64 = 4_611_686_018_427_387_904.0;
-    if !(x.abs() < TWO_62) {
-        return None; // also NaN and ±∞
+    if x.is_nan() || x.abs() >= TWO_62 {
+        return None; // also ±∞
     }
     let bits = x.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
@@ -323,6 +323,6 @@ mod tests {
     /// range or not a number.
     fn num_traits_free_cast(v: f64) -> Option<i128> {
         let limit = 2f64.powi(127);
-        (v.is_finite() && v > -limit - 1.0 && v < limit).then(|| v as i128)
+        (v.is_finite() && v >= -limit && v < limit).then_some(v as i128)
     }
 }
