@@ -50,6 +50,17 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days in month `m` (1-12) of year `y`.
+#[inline]
+pub fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// Calendar units a value is truncated to with these functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Calendar {
@@ -112,6 +123,10 @@ mod tests {
                 i64::from(d.get(k).unwrap()),
             );
             assert_eq!(civil_from_days(n), want, "{n}");
+            let (ny, nm, _) = civil_from_days(n + 1);
+            if (ny, nm) != (want.0, want.1) {
+                assert_eq!(days_in_month(want.0, want.1), want.2, "last day {n}");
+            }
             assert_eq!(days_from_civil(want.0, want.1, want.2), n);
         }
     }

@@ -18,6 +18,7 @@ use crate::model::pipeline::{Format, IngestionConfig};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 mod files;
+mod iso;
 mod schema;
 pub mod temporal;
 
