@@ -133,10 +133,12 @@ fn extract(c: &Column, part: Part) -> PolarsResult<Column> {
         DataType::Date if matches!(part, Part::Year | Part::Month | Part::Day) => {
             let days = s.date()?.physical();
             let day = |d: Option<i32>| i64::from(d.unwrap_or(0));
-            civil::in_range([day(days.min()), day(days.max())])
-                .then(|| days.cast(&DataType::Int64))
-                .transpose()?
-                .map(|d| d.i64().unwrap().apply_values(|d| part.of_days(d)))
+            if civil::in_range([day(days.min()), day(days.max())]) {
+                let days = days.cast(&DataType::Int64)?;
+                Some(days.i64()?.apply_values(|d| part.of_days(d)))
+            } else {
+                None
+            }
         }
         _ => None,
     };

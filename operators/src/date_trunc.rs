@@ -93,7 +93,7 @@ fn calendar(every: &str) -> Option<civil::Calendar> {
 }
 
 /// Whether a column of microseconds (no time zone) is in [`civil`]'s range.
-pub(crate) fn fits(ca: &DatetimeChunked) -> bool {
+fn fits(ca: &DatetimeChunked) -> bool {
     let p = ca.physical();
     let day = |t: Option<i64>| t.map_or(0, |t| t.div_euclid(civil::US_DAY));
     civil::in_range([day(p.min()), day(p.max())])
