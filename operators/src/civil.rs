@@ -17,11 +17,14 @@ pub const US_DAY: i64 = 86_400_000_000;
 /// beyond are left to Polars.
 const MAX_DAYS: i64 = 200_000 * 366;
 
-/// Whether every value of `days` (days since the epoch) is one these
-/// functions handle as chrono does.
-pub fn in_range(days: impl IntoIterator<Item = i64>) -> bool {
-    days.into_iter()
-        .all(|d| (-MAX_DAYS..=MAX_DAYS).contains(&d))
+/// Whether a column whose smallest and largest values are `min` and `max`
+/// (in units of which a day holds `per_day`; no value: nothing to read)
+/// lies in the days these functions handle as chrono does.
+pub fn in_range(min: Option<i64>, max: Option<i64>, per_day: i64) -> bool {
+    [min, max]
+        .into_iter()
+        .flatten()
+        .all(|t| (-MAX_DAYS..=MAX_DAYS).contains(&t.div_euclid(per_day)))
 }
 
 /// Year, month (1-12) and day (1-31) of a day number.
@@ -172,7 +175,9 @@ mod tests {
             truncate_us(t, Calendar::Week),
             days_from_civil(1969, 12, 29) * US_DAY
         );
-        assert!(in_range([0, MAX_DAYS, -MAX_DAYS]));
-        assert!(!in_range([0, MAX_DAYS + 1]));
+        assert!(in_range(Some(-MAX_DAYS), Some(MAX_DAYS), 1));
+        assert!(!in_range(Some(0), Some(MAX_DAYS + 1), 1));
+        assert!(!in_range(Some(-(MAX_DAYS + 1) * US_DAY), None, US_DAY));
+        assert!(in_range(None, None, US_DAY));
     }
 }

@@ -62,7 +62,13 @@ fn part(name: &str) -> Option<Part> {
     PARTS.iter().find(|(u, _)| *u == unit).map(|(_, p)| *p)
 }
 
-/// Whether a function name is one of the internal ones.
+/// Whether `name` is one of the internal functions this module computes.
+pub fn knows(name: &str) -> bool {
+    part(name).is_some()
+}
+
+/// Whether a function name is one of the internal ones (or uses their
+/// prefix).
 pub fn is_internal(name: &str) -> bool {
     name.to_ascii_lowercase().starts_with(PREFIX)
 }
@@ -123,8 +129,7 @@ fn extract(c: &Column, part: Part) -> PolarsResult<Column> {
                 TimeUnit::Microseconds => 1_000_000,
                 TimeUnit::Nanoseconds => 1_000_000_000,
             };
-            let day = |t: Option<i64>| t.map_or(0, |t| t.div_euclid(86_400 * ups));
-            civil::in_range([day(t.min()), day(t.max())]).then(|| match tu {
+            civil::in_range(t.min(), t.max(), 86_400 * ups).then(|| match tu {
                 TimeUnit::Milliseconds => t.apply_values(|t| part.of_t::<1_000>(t)),
                 TimeUnit::Microseconds => t.apply_values(|t| part.of_t::<1_000_000>(t)),
                 TimeUnit::Nanoseconds => t.apply_values(|t| part.of_t::<1_000_000_000>(t)),
@@ -132,8 +137,7 @@ fn extract(c: &Column, part: Part) -> PolarsResult<Column> {
         }
         DataType::Date if matches!(part, Part::Year | Part::Month | Part::Day) => {
             let days = s.date()?.physical();
-            let day = |d: Option<i32>| i64::from(d.unwrap_or(0));
-            if civil::in_range([day(days.min()), day(days.max())]) {
+            if civil::in_range(days.min().map(i64::from), days.max().map(i64::from), 1) {
                 let days = days.cast(&DataType::Int64)?;
                 Some(days.i64()?.apply_values(|d| part.of_days(d)))
             } else {
@@ -224,6 +228,7 @@ mod tests {
         assert_eq!(canonical("dow"), None);
         assert!(is_internal("MUDROCK_DATE_PART_HOUR"));
         assert!(udf("mudrock_date_part_quarter").is_none());
+        assert!(knows("mudrock_date_part_minute") && !knows("mudrock_date_part_quarter"));
     }
 
     #[test]

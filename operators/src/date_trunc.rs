@@ -67,11 +67,12 @@ fn truncate(c: &Column, every: &str) -> PolarsResult<Column> {
     let ca = s.datetime()?;
     let out = match calendar(every) {
         // Calendar units on integers: Polars goes through chrono per value.
-        Some(unit) if fits(ca) => ca
-            .physical()
-            .apply_values(|t| civil::truncate_us(t, unit))
-            .into_datetime(TimeUnit::Microseconds, None)
-            .into_series(),
+        Some(unit) if civil::in_range(ca.physical().min(), ca.physical().max(), civil::US_DAY) => {
+            ca.physical()
+                .apply_values(|t| civil::truncate_us(t, unit))
+                .into_datetime(TimeUnit::Microseconds, None)
+                .into_series()
+        }
         _ => {
             let every = StringChunked::from_slice("every".into(), &[every]);
             ca.truncate(None, &every)?.into_series()
@@ -90,13 +91,6 @@ fn calendar(every: &str) -> Option<civil::Calendar> {
         "1w" => civil::Calendar::Week,
         _ => return None,
     })
-}
-
-/// Whether a column of microseconds (no time zone) is in [`civil`]'s range.
-fn fits(ca: &DatetimeChunked) -> bool {
-    let p = ca.physical();
-    let day = |t: Option<i64>| t.map_or(0, |t| t.div_euclid(civil::US_DAY));
-    civil::in_range([day(p.min()), day(p.max())])
 }
 
 /// The registry of the internal `date_trunc` and `date_part` functions.
@@ -127,7 +121,7 @@ impl FunctionRegistry for Registry {
     }
 
     fn contains(&self, name: &str) -> bool {
-        interval(name).is_some() || crate::date_part::udf(name).is_some()
+        interval(name).is_some() || crate::date_part::knows(name)
     }
 }
 
