@@ -70,7 +70,8 @@ impl Converted {
 /// and, only when that leaves a value unread (a fraction), again with the
 /// full one: the same datetimes either way. Without Polars' per-value
 /// cache: timestamps rarely repeat, and hashing each into an LRU cost more
-/// than parsing it (8% of the timestamps pipeline's time, profiled).
+/// than parsing it (8% of the timestamps pipeline's time, profiled). A
+/// batch of the plain ISO shape is read with integers first ([`super::iso`]).
 fn whole_seconds_first(column: &str, whole: &str, full: &str, strict: bool) -> Expr {
     let (whole, full) = (whole.to_string(), full.to_string());
     let iso = super::iso::separator(&whole);
