@@ -42,7 +42,7 @@ use crate::select::NamedExpr;
 use crate::sqlutil::{INPUT, ident, over, over_stand_in};
 use crate::{
     Arity, ExprKind, ExprRef, Input, Limits, OnStreaming, OpError, Operator, exact_sum, expr, one,
-    require_list,
+    packed_key, require_list,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,6 +139,9 @@ impl Operator for Aggregate {
                 f = over(f, &format!("SELECT *, {} FROM {INPUT}", args.join(", ")))?;
                 f = exact_sum::per_row(f, &parts);
             }
+            if split.packed {
+                f = f.with_column(packed_key::key(&self.by));
+            }
             let groups = exact_sum::finish(over(f, &split.inner)?, &parts);
             over(groups, &split.outer)
         })?)
@@ -168,7 +171,8 @@ impl Aggregate {
                 _ => Arg::Other,
             }
         };
-        two_phase_query(&self.by, &self.aggregations, &kind)
+        let packed = packed_key::packs(schema, &self.by);
+        two_phase_query(&self.by, &self.aggregations, &kind, packed)
     }
 }
 
@@ -211,6 +215,9 @@ struct Split {
     inner: String,
     /// The projection and order, over the group-by's result as [`INPUT`].
     outer: String,
+    /// The group-by is by [`packed_key::KEY`], which the input gets first;
+    /// the keys come back as their `min`s.
+    packed: bool,
 }
 
 /// The aggregation as a group-by of plain aggregate calls and a projection
@@ -218,11 +225,13 @@ struct Split {
 /// apply: window functions, aggregates nested in aggregates, a `by` column
 /// that could clash with the intermediate names, a sum of anything but
 /// integers, booleans or Float64, an aggregate other than count, min, max,
-/// sum and (of Float64) avg. Those run as one query, as before.
+/// sum and (of Float64) avg. Those run as one query, as before. `packed`:
+/// group by [`packed_key::KEY`] (see [`Split::packed`]).
 fn two_phase_query(
     by: &[String],
     aggregations: &[NamedExpr],
     kind: &dyn Fn(&str) -> Arg,
+    packed: bool,
 ) -> Option<Split> {
     if by.iter().any(|b| b.starts_with(PART)) {
         return None;
@@ -231,7 +240,13 @@ fn two_phase_query(
     // by every aggregation that uses the same call.
     let mut parts: BTreeMap<String, String> = BTreeMap::new();
     let mut floats: Vec<(String, String)> = Vec::new();
-    let mut inner: Vec<String> = by.iter().map(|b| ident(b)).collect();
+    let mut inner: Vec<String> = match packed {
+        false => by.iter().map(|b| ident(b)).collect(),
+        true => by
+            .iter()
+            .map(|b| format!("min({0}) AS {0}", ident(b)))
+            .collect(),
+    };
     let mut outer: Vec<String> = by.iter().map(|b| ident(b)).collect();
     for a in aggregations {
         let mut e = expr::parse(&a.expr).ok()?;
@@ -320,7 +335,10 @@ fn two_phase_query(
     let by_list = by.iter().map(|b| ident(b)).collect::<Vec<_>>().join(", ");
     let mut inner = format!("SELECT {} FROM {INPUT}", inner.join(", "));
     let mut outer = format!("SELECT {} FROM {INPUT}", outer.join(", "));
-    if !by.is_empty() {
+    if packed {
+        inner.push_str(&format!(" GROUP BY {}", ident(packed_key::KEY)));
+        outer.push_str(&format!(" ORDER BY {by_list}"));
+    } else if !by.is_empty() {
         inner.push_str(&format!(" GROUP BY {by_list}"));
         outer.push_str(&format!(" ORDER BY {by_list}"));
     }
@@ -328,6 +346,7 @@ fn two_phase_query(
         floats,
         inner,
         outer,
+        packed,
     })
 }
 
@@ -440,7 +459,7 @@ mod tests {
         for by in [vec!["g"], vec![]] {
             let by_s: Vec<String> = by.iter().map(|b| b.to_string()).collect();
             let one = one_phase_query(&by_s, &aggs);
-            let two = two_phase_query(&by_s, &aggs, &kind).expect("splits");
+            let two = two_phase_query(&by_s, &aggs, &kind, false).expect("splits");
             assert!(two.inner.contains("total(x)"), "{two:?}");
             assert_eq!(two.floats.len(), 3, "{two:?}");
             for lf in [frame(), frame().filter(lit(false))] {
@@ -522,6 +541,56 @@ mod tests {
         assert_ne!(seq(&forward), seq(&reversed));
     }
 
+    /// Date and Int8 keys, nulls in both, negative hours: grouped by one
+    /// packed key, the result is what the one-query form gives, on both
+    /// engines.
+    #[test]
+    fn packed_keys_give_what_one_query_gives() {
+        let n = 5_000;
+        let week: Vec<Option<i32>> = (0..n)
+            .map(|i| (i % 11 != 0).then_some(19_000 + 7 * (i % 9)))
+            .collect();
+        let hour: Vec<Option<i8>> = (0..n)
+            .map(|i| ((i / 7) % 13 != 0).then_some(((i / 9) % 24) as i8 - 12))
+            .collect();
+        let x: Vec<f64> = (0..n).map(|i| f64::from(i % 100) * 0.25).collect();
+        let lf = df!("week" => week, "hour" => hour, "x" => x)
+            .unwrap()
+            .lazy()
+            .with_column(col("week").cast(DataType::Date));
+        let aggs = [
+            named("s", "sum(x)"),
+            named("n", "count(*)"),
+            named("hi", "max(x)"),
+        ];
+        let by = ["week", "hour"];
+        let by_s: Vec<String> = by.iter().map(|b| b.to_string()).collect();
+        let mut input = lf.clone();
+        let schema = input.collect_schema().unwrap();
+        let split = Aggregate {
+            by: by_s.clone(),
+            aggregations: aggs.to_vec(),
+        }
+        .split(&schema, &Limits::default())
+        .expect("splits");
+        assert!(split.packed, "{split:?}");
+        assert!(split.inner.contains(packed_key::KEY), "{split:?}");
+        let one = collect(&one_phase_query(&by_s, &aggs), lf.clone());
+        assert_eq!(
+            one.height(),
+            10 * 25,
+            "9 weeks and null by 24 hours and null"
+        );
+        for engine in [Engine::InMemory, Engine::Streaming] {
+            let packed = build(&by, &aggs, lf.clone(), &Limits::default())
+                .collect_with_engine(engine)
+                .unwrap()
+                .unwrap_single();
+            assert_eq!(one.schema(), packed.schema());
+            assert!(one.equals_missing(&packed), "{engine:?}\n{one}\n{packed}");
+        }
+    }
+
     #[test]
     fn a_float_off_the_grid_fails_for_the_engine_to_sum_in_row_order() {
         let df = df!("g" => [1i64, 1], "y" => [1.0, 1e-30]).unwrap();
@@ -549,18 +618,18 @@ mod tests {
         ] {
             let aggs = [named("n", "count(*)"), named("a", e)];
             assert!(
-                two_phase_query(&["g".into()], &aggs, &kind).is_none(),
+                two_phase_query(&["g".into()], &aggs, &kind, false).is_none(),
                 "{e}"
             );
         }
         let aggs = [named("a", "sum(y)")];
         let seq = |_: &str| Arg::Other;
-        assert!(two_phase_query(&["g".into()], &aggs, &seq).is_none());
+        assert!(two_phase_query(&["g".into()], &aggs, &seq, false).is_none());
     }
 
     #[test]
     fn the_group_by_holds_only_plain_reductions() {
-        let two = two_phase_query(&["g".into()], &[named("sx", "sum(x)")], &kind).unwrap();
+        let two = two_phase_query(&["g".into()], &[named("sx", "sum(x)")], &kind, false).unwrap();
         assert_eq!(
             two.inner,
             "SELECT \"g\", total(x) AS \"__mudrock_part_0\", max((x) IS NOT NULL) AS \"__mudrock_part_0n\" \
@@ -604,10 +673,10 @@ mod tests {
     #[test]
     fn windows_nesting_and_clashing_names_keep_one_query() {
         let w = [named("w", "sum(x) OVER (PARTITION BY g)")];
-        assert!(two_phase_query(&["g".into()], &w, &kind).is_none());
+        assert!(two_phase_query(&["g".into()], &w, &kind, false).is_none());
         let nested = [named("n", "max(sum(x))")];
-        assert!(two_phase_query(&["g".into()], &nested, &kind).is_none());
+        assert!(two_phase_query(&["g".into()], &nested, &kind, false).is_none());
         let clash = [named("n", "count(*)")];
-        assert!(two_phase_query(&["__mudrock_part_0".into()], &clash, &kind).is_none());
+        assert!(two_phase_query(&["__mudrock_part_0".into()], &clash, &kind, false).is_none());
     }
 }

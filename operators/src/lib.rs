@@ -39,6 +39,7 @@ mod fill_null;
 mod filter;
 mod join;
 mod limit;
+mod packed_key;
 mod pivot;
 mod rename;
 mod select;
