@@ -14,6 +14,30 @@ async fn local_store_conforms() {
     conformance::run_all(&LocalStore::new(dir.path()), "local").await;
 }
 
+/// A write that fails part way (a folder where a file already is) leaves
+/// no temporary file and publishes nothing of the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_put_in_order_that_fails_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::new(dir.path());
+    s.create_bucket("bucket-b").await.unwrap();
+    s.put("bucket-b", "run/blocked", "a file".into())
+        .await
+        .unwrap();
+    let items = vec![
+        ("run/lineage.json".to_string(), "{}".into()),
+        ("run/blocked/inside".to_string(), "x".into()),
+        ("run/metadata.json".to_string(), "{}".into()),
+    ];
+    assert!(s.put_in_order("bucket-b", items).await.is_err());
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("bucket-b/run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["blocked"], "no temporary file, no item published");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn local_store_lays_out_one_folder_per_bucket_and_leaves_no_temp_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,6 +29,7 @@ pub async fn run_all(store: &dyn ObjectStore, bucket_prefix: &str) {
     ranges(store, &bucket).await;
     parts(store, &bucket).await;
     invalid_keys(store, &bucket).await;
+    in_order(store, &bucket).await;
 }
 
 async fn put_get_head(store: &dyn ObjectStore, b: &str) {
@@ -392,4 +393,31 @@ async fn invalid_keys(store: &dyn ObjectStore, b: &str) {
             "key {k:?} must be rejected"
         );
     }
+}
+
+/// `put_in_order`: every item stored; on a bad item, none after it.
+async fn in_order(store: &dyn ObjectStore, b: &str) {
+    let items = |v: &[(&str, &'static [u8])]| {
+        v.iter()
+            .map(|(k, d)| (k.to_string(), Bytes::from_static(d)))
+            .collect::<Vec<_>>()
+    };
+    store
+        .put_in_order(b, items(&[("o/lineage", b"1"), ("o/marker", b"22")]))
+        .await
+        .expect("put_in_order");
+    assert_eq!(store.get(b, "o/lineage").await.unwrap().as_ref(), b"1");
+    assert_eq!(store.get(b, "o/marker").await.unwrap().as_ref(), b"22");
+    let bad = items(&[("p/first", b"1"), ("../p", b"2"), ("p/marker", b"3")]);
+    assert!(matches!(
+        store.put_in_order(b, bad).await,
+        Err(StoreError::InvalidKey { .. })
+    ));
+    assert!(
+        matches!(
+            store.head(b, "p/marker").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "nothing after a failing item is stored"
+    );
 }

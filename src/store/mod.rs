@@ -161,6 +161,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<()>;
     async fn writer(&self, bucket: &str, key: &str) -> Result<Box<dyn ObjectWriter>>;
 
+    /// Puts `items` so that each becomes visible only once every one before
+    /// it is stored: the last can be a commit marker (a run's
+    /// `metadata.json` after its `lineage.json`). The default puts them one
+    /// after another; the local store makes all of them durable at once and
+    /// then renames them into place in order (one disk flush, not one per
+    /// object). On an error, items before the failing one may be visible,
+    /// never one after it.
+    async fn put_in_order(&self, bucket: &str, items: Vec<(String, Bytes)>) -> Result<()> {
+        for (key, data) in items {
+            self.put(bucket, &key, data).await?;
+        }
+        Ok(())
+    }
+
     /// Bytes `range` of an object, clamped to its end: lets Parquet readers
     /// fetch a footer or a column chunk without the whole object.
     async fn get_range(&self, bucket: &str, key: &str, range: Range<u64>) -> Result<Bytes> {

@@ -10,12 +10,17 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
 use super::{
     ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Result, StoreError, check_bucket,
     check_key,
 };
+
+mod durable;
+mod stream;
+
+use durable::{blocking, durable_tmp, rename_into_place, tmp_path};
+use stream::{LocalReader, LocalWriter};
 
 /// Marker in the names of temporary files; listings skip them.
 const TMP_MARK: &str = ".mudrock-tmp-";
@@ -76,17 +81,6 @@ fn meta(key: &str, m: &std::fs::Metadata) -> ObjectMeta {
     }
 }
 
-fn tmp_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("object");
-    target.with_file_name(format!(
-        ".{name}{TMP_MARK}{}",
-        uuid::Uuid::now_v7().simple()
-    ))
-}
-
 async fn ensure_parent(bucket: &str, key: &str, path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent)
@@ -106,9 +100,24 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put(&self, bucket: &str, key: &str, data: Bytes) -> Result<ObjectMeta> {
-        let mut w = self.writer(bucket, key).await?;
-        w.write(data).await?;
-        w.finish().await
+        let target = self.path(bucket, key)?;
+        let m = blocking(move || {
+            let tmp = durable_tmp(&target, &data)?;
+            rename_into_place(&tmp, &target)?;
+            std::fs::metadata(&target)
+        })
+        .await
+        .map_err(|e| StoreError::io(bucket, key, e))?;
+        Ok(meta(key, &m))
+    }
+
+    /// See [`durable::put_in_order`].
+    async fn put_in_order(&self, bucket: &str, items: Vec<(String, Bytes)>) -> Result<()> {
+        let mut targets = Vec::with_capacity(items.len());
+        for (key, data) in items {
+            targets.push((self.path(bucket, &key)?, key, data));
+        }
+        durable::put_in_order(bucket, targets).await
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes> {
@@ -295,83 +304,3 @@ impl ObjectStore for LocalStore {
 
 /// Chunk size of a local streaming read.
 const READ_CHUNK: u64 = 8 << 20;
-
-struct LocalReader {
-    file: tokio::fs::File,
-    meta: ObjectMeta,
-    left: u64,
-    bucket: String,
-}
-
-#[async_trait]
-impl ObjectReader for LocalReader {
-    fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        use tokio::io::AsyncReadExt;
-        if self.left == 0 {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; self.left.min(READ_CHUNK) as usize];
-        self.file
-            .read_exact(&mut buf)
-            .await
-            .map_err(|e| StoreError::io(&self.bucket, &self.meta.key, e))?;
-        self.left -= buf.len() as u64;
-        Ok(Some(Bytes::from(buf)))
-    }
-}
-
-struct LocalWriter {
-    file: tokio::fs::File,
-    tmp: PathBuf,
-    target: PathBuf,
-    bucket: String,
-    key: String,
-}
-
-/// A writer dropped before `finish` (a failed or refused upload) leaves
-/// nothing behind: its temporary file goes (after `finish` it is renamed
-/// away and this finds nothing).
-impl Drop for LocalWriter {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.tmp);
-    }
-}
-
-#[async_trait]
-impl ObjectWriter for LocalWriter {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.file
-            .write_all(&chunk)
-            .await
-            .map_err(|e| StoreError::io(&self.bucket, &self.key, e))
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<ObjectMeta> {
-        let (b, k) = (self.bucket.clone(), self.key.clone());
-        self.file
-            .flush()
-            .await
-            .map_err(|e| StoreError::io(&b, &k, e))?;
-        self.file
-            .sync_data()
-            .await
-            .map_err(|e| StoreError::io(&b, &k, e))?;
-        tokio::fs::rename(&self.tmp, &self.target)
-            .await
-            .map_err(|e| StoreError::io(&b, &k, e))?;
-        let m = tokio::fs::metadata(&self.target)
-            .await
-            .map_err(|e| StoreError::io(&b, &k, e))?;
-        Ok(meta(&k, &m))
-    }
-
-    async fn abort(self: Box<Self>) -> Result<()> {
-        // Dropping removes the temporary file (see `Drop`).
-        drop(self);
-        Ok(())
-    }
-}
