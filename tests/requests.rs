@@ -258,3 +258,50 @@ async fn an_early_copy_no_output_took_is_deleted() {
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The run's scratch directory is made when a file first goes there: the
+/// cold run has it when its commit marker is written, a fully cached run
+/// never makes one (nor waits to remove it), and neither leaves it behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fully_cached_run_makes_no_scratch_directory() {
+    let env = Env::new();
+    env.put("shared/a.csv", "k,x\n1,10\n2,20\n3,30\n");
+    let d = doc(
+        "sd",
+        vec![
+            ingest("a", "shared/a.csv"),
+            op(
+                "big",
+                serde_json::json!({"operator": "filter", "predicate": "x > 10"}),
+                &["a"],
+            ),
+            output("out", "big"),
+        ],
+        vec![],
+    );
+    let (p, _) = mudrock::validate::validate(d, Default::default()).unwrap();
+    let p = Arc::new(p);
+    let scratch = tempfile::tempdir().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (dir, seen2) = (scratch.path().to_path_buf(), seen.clone());
+    let mut store = HookedStore::remote(env.store.clone());
+    store.before = Box::new(move |op, key| {
+        let marker = key.contains("/runs/") && !key.contains("/outputs/");
+        if op == "put" && marker && key.ends_with("/metadata.json") {
+            let dirs = std::fs::read_dir(&dir).unwrap().count();
+            seen2.lock().unwrap().push(dirs);
+        }
+    });
+    let engine = Engine::new(Arc::new(store)).with_scratch(scratch.path().to_path_buf());
+    for cold in [true, false] {
+        let r = engine.run(p.clone(), RunOptions::local(&p)).await.unwrap();
+        assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+        assert_eq!(r.computed, cold);
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1, 0],
+        "cold: one run directory; cached: none"
+    );
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}

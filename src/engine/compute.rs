@@ -187,7 +187,7 @@ pub(super) fn compute(
     };
     let collect = |lf: LazyFrame| lf.collect_with_engine(engine).map(|r| r.unwrap_single());
     // Where the root's Parquet goes when it is written.
-    let path = ctx.scratch.join(format!("{}.parquet", p.nodes[root].id));
+    let path = ctx.scratch_file(&format!("{}.parquet", p.nodes[root].id));
     // An output with nothing downstream and no export, on the streaming
     // engine, is streamed straight into its Parquet file: the result is
     // never whole in memory.
@@ -328,7 +328,7 @@ pub(super) fn compute(
                 let export = match &p.nodes[root].kind {
                     NodeKind::Output(c) => c.export.as_ref().map(|x| {
                         let format = Format::from_extension(x).unwrap_or(Format::Csv);
-                        let xp = ctx.scratch.join(format!(
+                        let xp = ctx.scratch_file(&format!(
                             "{}.export.{}",
                             p.nodes[root].id,
                             format.name()

@@ -47,6 +47,11 @@ impl Ctx {
         }
     }
 
+    /// `name` in the run's scratch directory, made on first use.
+    pub(super) fn scratch_file(&self, name: &str) -> std::path::PathBuf {
+        scratch::file_in(&self.scratch, name)
+    }
+
     pub(super) fn emit(&self, e: Event) {
         if let Some(tx) = &self.opts.events {
             let _ = tx.send(e);

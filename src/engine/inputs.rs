@@ -49,7 +49,7 @@ pub(super) async fn ready_handle(ctx: &Ctx, node: usize, h: &Handle) -> Result<R
                 None => {
                     // One file per reader: units reading the same input
                     // at once must not write into each other's copy.
-                    let path = ctx.scratch.join(format!(
+                    let path = ctx.scratch_file(&format!(
                         "input-{node}-{}.parquet",
                         uuid::Uuid::now_v7().simple()
                     ));

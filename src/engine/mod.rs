@@ -172,12 +172,7 @@ impl Engine {
         let store = self.store.clone();
         let run_prefix = format!("pipelines/{}/runs/{}/", opts.pipeline_id, opts.run_id);
 
-        let scratch = tempfile::Builder::new()
-            .prefix("mudrock-run-")
-            .tempdir_in(&self.scratch)
-            .map_err(|e| {
-                EngineError::Internal(format!("scratch dir in {}: {e}", self.scratch.display()))
-            })?;
+        let scratch = scratch::RunScratch::new(&self.scratch);
         let budget = Arc::new(scratch::ScratchBudget::new(opts.limits.max_scratch_bytes));
         let files = ingest::SourceFiles::new(scratch.path().join("sources"), budget.clone());
         // A retried run overwrites its own folder: remove the old commit
@@ -320,13 +315,6 @@ impl Engine {
 
         // Lineage, then the run's metadata last: the commit marker.
         let lineage = lineage(&ctx, &by_node, outputs);
-        store
-            .put(
-                &opts.bucket,
-                &format!("{run_prefix}lineage.json"),
-                to_json(&lineage),
-            )
-            .await?;
         let finished_at = Utc::now();
         let meta = RunMeta {
             format_version: FORMAT_VERSION,
@@ -355,10 +343,12 @@ impl Engine {
             definition: pipeline.definition.clone(),
         };
         store
-            .put(
+            .put_in_order(
                 &opts.bucket,
-                &format!("{run_prefix}metadata.json"),
-                to_json(&meta),
+                vec![
+                    (format!("{run_prefix}lineage.json"), to_json(&lineage)),
+                    (format!("{run_prefix}metadata.json"), to_json(&meta)),
+                ],
             )
             .await?;
         tracing::info!(run_id = %opts.run_id, status = status.name(), duration_ms = meta.duration_ms, "run finished");

@@ -16,7 +16,7 @@ pub(super) fn write_behind_entry(
     let ctx2 = ctx.clone();
     let h = tokio::spawn(async move {
         let node = ctx2.pipeline.nodes[root].id.clone();
-        let path = ctx2.scratch.join(format!("{node}.parquet"));
+        let path = ctx2.scratch_file(&format!("{node}.parquet"));
         let rows = df.height() as u64;
         let p2 = path.clone();
         let budget = ctx2.budget.clone();

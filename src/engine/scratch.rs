@@ -1,11 +1,54 @@
-//! The run's scratch disk budget (`engine.max_scratch_mb`).
+//! The run's scratch directory and its disk budget (`engine.max_scratch_mb`).
 //!
 //! A run writes into its scratch directory copies of remote sources and
 //! cached inputs, and the Parquet and export files it hands to the store.
 //! Every such file is charged here; a file that would take the run over
 //! its budget fails the node that needed it, with the limit's name.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The run's scratch directory, made when a file first goes there: a run
+/// that computes nothing (every unit cached) makes and removes none (on a
+/// journaling filesystem the removal could wait for a journal commit).
+/// Dropped, it goes with everything in it.
+#[derive(Debug)]
+pub struct RunScratch {
+    dir: PathBuf,
+}
+
+impl RunScratch {
+    /// A directory of its own under `parent`, not made yet.
+    pub fn new(parent: &Path) -> Self {
+        let name = format!("mudrock-run-{}", uuid::Uuid::now_v7().simple());
+        RunScratch {
+            dir: parent.join(name),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// `name` in the scratch directory `dir`, which is made if missing. Where
+/// it cannot be made, writing the file fails with the path in its error.
+pub fn file_in(dir: &Path, name: &str) -> PathBuf {
+    let _ = std::fs::create_dir_all(dir);
+    dir.join(name)
+}
+
+impl Drop for RunScratch {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "scratch directory not removed")
+            }
+        }
+    }
+}
 
 /// Bytes a run may hold in its scratch directory, and how many it holds.
 #[derive(Debug)]
