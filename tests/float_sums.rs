@@ -1,7 +1,9 @@
-//! Float sums in an aggregate: exact whatever order rows arrive in
-//! (partitioned, so the group-by runs on Polars' fast path), and Polars'
-//! own sum in one unpartitioned query when a value is off the exact grid.
-//! Both the same run to run.
+//! The aggregate's fast paths and their way back. Float sums: exact
+//! whatever order rows arrive in (partitioned, so the group-by runs on
+//! Polars' fast path), and Polars' own sum in one unpartitioned query when
+//! a value is off the exact grid; both the same run to run. Group keys: a
+//! datetime and a small integer packed into one key, and grouped as they
+//! are when a datetime is beyond the packing's range.
 
 mod common;
 
@@ -96,5 +98,80 @@ async fn auto_streams_the_aggregate_and_gives_the_in_memory_values() {
     assert_eq!(outputs[0].height(), 11);
     for o in &outputs[1..] {
         assert!(o.equals_missing(&outputs[0]), "{o}\n{}", outputs[0]);
+    }
+}
+
+/// `week, hour` groups over timestamps: packed into one key, and once more
+/// with a timestamp in 2300 (beyond the ±142 years a µs datetime keeps
+/// beside an Int8), where the unit is built again unpacked. Both give the
+/// groups the one-query form gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn datetime_keys_pack_and_fall_back_beyond_their_range() {
+    for far in ["2024-03-05 11:00:00", "2300-01-01 11:00:00"] {
+        let env = Env::new();
+        let csv = format!(
+            "ts,v\n2024-03-04 10:00:00,1\n2024-03-05 10:30:00,2\n\
+             2024-03-12 10:00:00,4\n{far},8\n,16\n"
+        );
+        env.put("shared/t.csv", &csv);
+        let d = doc(
+            "keys",
+            vec![
+                json!({"id": "src", "nodeType": "ingestion", "config": {"source": "shared/t.csv",
+                       "options": {"schemaOverrides": [{"name": "ts", "dtype": "datetime"}]}}}),
+                op(
+                    "parts",
+                    json!({"operator": "derive", "columns": [
+                        {"name": "week", "expr": "date_trunc('week', ts)"},
+                        {"name": "hour", "expr": "date_part('hour', ts)"}
+                    ]}),
+                    &["src"],
+                ),
+                op(
+                    "by_week",
+                    json!({"operator": "aggregate", "by": ["week", "hour"], "aggregations": [
+                        {"name": "total", "expr": "sum(v)"}
+                    ]}),
+                    &["parts"],
+                ),
+                output("out", "by_week"),
+            ],
+            vec![],
+        );
+        let r = env.run(&d).await;
+        assert_eq!(r.meta.status, RunStatus::Succeeded, "{:?}", r.meta.error);
+        let df = env.parquet(&format!("{}outputs/out/data.parquet", r.run_prefix));
+        let col = |c: &str| {
+            df.column(c)
+                .unwrap()
+                .to_physical_repr()
+                .cast(&polars::prelude::DataType::Int64)
+                .unwrap()
+        };
+        let (w, h, t) = (col("week"), col("hour"), col("total"));
+        let mut got: Vec<(Option<i64>, Option<i64>, Option<i64>)> = (0..df.height())
+            .map(|i| {
+                (
+                    w.i64().unwrap().get(i),
+                    h.i64().unwrap().get(i),
+                    t.i64().unwrap().get(i),
+                )
+            })
+            .collect();
+        got.sort();
+        // Monday of the week holding `day`, in µs since 1970.
+        let monday = |day: &str| {
+            let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+            let m = d.week(chrono::Weekday::Mon).first_day();
+            Some(m.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() * 1_000_000)
+        };
+        let mut want = vec![
+            (None, None, Some(16)),
+            (monday("2024-03-04"), Some(10), Some(3)),
+            (monday("2024-03-12"), Some(10), Some(4)),
+            (monday(&far[..10]), Some(11), Some(8)),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{far}\n{df}");
     }
 }

@@ -171,7 +171,7 @@ impl Aggregate {
                 _ => Arg::Other,
             }
         };
-        let packed = packed_key::packs(schema, &self.by);
+        let packed = !limits.unpacked_group_keys && packed_key::packs(schema, &self.by);
         two_phase_query(&self.by, &self.aggregations, &kind, packed)
     }
 }

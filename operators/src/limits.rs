@@ -18,6 +18,10 @@ pub struct Limits {
     /// ([`crate::exact_sum`]): the engine sets it to build a unit again
     /// when a value is off the grid.
     pub sequential_float_sums: bool,
+    /// Group keys are never packed into one ([`crate::packed_key`]): the
+    /// engine sets it to build a unit again when a datetime key was beyond
+    /// its packed range.
+    pub unpacked_group_keys: bool,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             max_pivot_columns: 1_000,
             max_join_rows: 100_000_000,
             sequential_float_sums: false,
+            unpacked_group_keys: false,
         }
     }
 }

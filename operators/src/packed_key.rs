@@ -1,11 +1,17 @@
-//! Several small integer group keys packed into one Int64 for the
-//! aggregate's group-by. Polars groups a single primitive key in a flat
-//! hash table and several keys through its row encoding (each row's keys
-//! serialised to bytes, hashed and compared with `memcmp`); a `week, hour`
-//! group-by spent most of its time there. Each key contributes its bits
-//! and a validity bit, so two rows get the same packed key exactly when
-//! every key is equal (nulls equal to nulls, as in a group-by): the groups
-//! are the same, and the keys' values come back from the group as `min`s.
+//! Several small group keys packed into one Int64 for the aggregate's
+//! group-by. Polars groups a single primitive key in a flat hash table and
+//! several keys through its row encoding (each row's keys serialised to
+//! bytes, hashed and compared with `memcmp`); a `week, hour` group-by spent
+//! most of its time there. Each key contributes its bits and a validity
+//! bit, so two rows get the same packed key exactly when every key is
+//! equal (nulls equal to nulls, as in a group-by): the groups are the same,
+//! and the keys' values come back from the group as `min`s.
+//!
+//! Integers of 32 bits or fewer and dates take a fixed width. One
+//! `datetime` in milliseconds or microseconds may take the bits left over,
+//! as an offset from zero (1970) wide enough for centuries either way; a
+//! value beyond them fails the query with [`WIDE`], and the engine builds
+//! the unit again unpacked ([`crate::Limits::unpacked_group_keys`]).
 
 use polars::prelude::*;
 
@@ -13,32 +19,70 @@ use polars::prelude::*;
 /// that an input column by that name turns the split (and this) off.
 pub const KEY: &str = "__mudrock_part_key";
 
-/// The bits a key of type `dt` takes (its validity bit apart): integers of
-/// 32 bits or fewer and dates (days, 32 bits).
-fn width(dt: &DataType) -> Option<u32> {
+/// The error of a datetime key beyond the bits its packing left it.
+pub const WIDE: &str = "group key beyond its packed range";
+
+/// Whether an error message (possibly wrapped) is [`WIDE`]'s.
+pub fn is_wide(message: &str) -> bool {
+    message.contains(WIDE)
+}
+
+/// How a key of a type packs: a fixed number of bits, or a datetime taking
+/// what is left, at least as many bits as given (its validity bit apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Fixed(u32),
+    Wide { at_least: u32 },
+}
+
+fn slot(dt: &DataType) -> Option<Slot> {
     match dt {
-        DataType::Int8 | DataType::UInt8 => Some(8),
-        DataType::Int16 | DataType::UInt16 => Some(16),
-        DataType::Int32 | DataType::UInt32 | DataType::Date => Some(32),
+        DataType::Int8 | DataType::UInt8 => Some(Slot::Fixed(8)),
+        DataType::Int16 | DataType::UInt16 => Some(Slot::Fixed(16)),
+        DataType::Int32 | DataType::UInt32 | DataType::Date => Some(Slot::Fixed(32)),
+        // ±2^42 ms and ±2^52 µs: 139 and 142 years either side of 1970.
+        DataType::Datetime(TimeUnit::Milliseconds, _) => Some(Slot::Wide { at_least: 43 }),
+        DataType::Datetime(TimeUnit::Microseconds, _) => Some(Slot::Wide { at_least: 53 }),
         _ => None,
     }
 }
 
-/// Whether group keys `by` of `schema` pack into one Int64: two keys or
-/// more, each of a type [`width`] knows, 63 bits or fewer with a validity
-/// bit each.
+/// The bits each of `dtypes` takes in the packed key (validity bits
+/// apart), or `None` where they do not pack: fewer than two keys, a type
+/// [`slot`] does not know, two datetimes, a datetime left fewer bits than
+/// it needs, or more than 63 bits in all with a validity bit each.
+fn widths(dtypes: &[&DataType]) -> Option<Vec<u32>> {
+    if dtypes.len() < 2 {
+        return None;
+    }
+    let slots: Vec<Slot> = dtypes.iter().map(|d| slot(d)).collect::<Option<_>>()?;
+    let fixed: u32 = slots
+        .iter()
+        .map(|s| match s {
+            Slot::Fixed(w) => w + 1,
+            Slot::Wide { .. } => 1,
+        })
+        .sum();
+    let wide = slots
+        .iter()
+        .filter(|s| matches!(s, Slot::Wide { .. }))
+        .count();
+    if fixed > 63 || wide > 1 {
+        return None;
+    }
+    slots
+        .iter()
+        .map(|s| match *s {
+            Slot::Fixed(w) => Some(w),
+            Slot::Wide { at_least } => (63 - fixed >= at_least).then_some(63 - fixed),
+        })
+        .collect()
+}
+
+/// Whether group keys `by` of `schema` pack into one Int64 ([`widths`]).
 pub fn packs(schema: &Schema, by: &[String]) -> bool {
-    if by.len() < 2 {
-        return false;
-    }
-    let mut bits = 0;
-    for b in by {
-        match schema.get(b.as_str()).and_then(width) {
-            Some(w) => bits += w + 1,
-            None => return false,
-        }
-    }
-    bits <= 63
+    let dtypes: Option<Vec<&DataType>> = by.iter().map(|b| schema.get(b.as_str())).collect();
+    dtypes.and_then(|d| widths(&d)).is_some()
 }
 
 /// The packed key of columns `by`, as column [`KEY`]. An elementwise
@@ -55,33 +99,44 @@ pub fn key(by: &[String]) -> Expr {
 
 /// One batch: for each column in turn, the key shifts left by the column's
 /// width plus one and takes its validity bit and its value's low bits (0
-/// for a null).
+/// for a null); a datetime's value is offset by half its range first.
 fn pack(cols: &mut [Column]) -> PolarsResult<Series> {
     let n = cols.first().map_or(0, |c| c.len());
+    let dtypes: Vec<&DataType> = cols.iter().map(|c| c.dtype()).collect();
+    let Some(widths) = widths(&dtypes) else {
+        polars_bail!(ComputeError: "packed group key: columns of types {:?} do not pack", dtypes);
+    };
     let mut keys = vec![0u64; n];
-    for c in cols.iter() {
-        let Some(w) = width(c.dtype()) else {
-            polars_bail!(ComputeError: "packed group key: column {} is {}", c.name(), c.dtype());
-        };
+    for (c, w) in cols.iter().zip(widths) {
         polars_ensure!(c.len() == n, ComputeError: "packed group key: columns of different lengths");
+        let wide = matches!(c.dtype(), DataType::Datetime(..));
         let values = c.to_physical_repr().cast(&DataType::Int64)?;
         let values = values.i64()?.rechunk();
         let arr = values.downcast_as_array();
         let mask = (1u64 << w) - 1;
         let valid = 1u64 << w;
+        // A datetime: v + 2^(w-1) must be within [0, 2^w).
+        let offset: u64 = if wide { 1 << (w - 1) } else { 0 };
+        let mut beyond = false;
+        let mut put = |k: &mut u64, v: i64, ok: bool| {
+            let x = (v as u64).wrapping_add(offset);
+            beyond |= ok && wide && x > mask;
+            let part = if ok { valid | (x & mask) } else { 0 };
+            *k = (*k << (w + 1)) | part;
+        };
         match arr.validity() {
             None => {
                 for (k, &v) in keys.iter_mut().zip(arr.values().iter()) {
-                    *k = (*k << (w + 1)) | valid | (v as u64 & mask);
+                    put(k, v, true);
                 }
             }
             Some(bits) => {
                 for ((k, &v), ok) in keys.iter_mut().zip(arr.values().iter()).zip(bits.iter()) {
-                    let part = if ok { valid | (v as u64 & mask) } else { 0 };
-                    *k = (*k << (w + 1)) | part;
+                    put(k, v, ok);
                 }
             }
         }
+        polars_ensure!(!beyond, ComputeError: "{WIDE}: column {}", c.name());
     }
     let keys: Vec<i64> = keys.into_iter().map(|k| k as i64).collect();
     Ok(Int64Chunked::from_vec(KEY.into(), keys).into_series())
@@ -102,6 +157,10 @@ mod tests {
         n.iter().map(|s| s.to_string()).collect()
     }
 
+    fn dt(unit: TimeUnit) -> DataType {
+        DataType::Datetime(unit, None)
+    }
+
     #[test]
     fn which_keys_pack() {
         let s = schema(&[
@@ -111,6 +170,10 @@ mod tests {
             ("n", DataType::Int64),
             ("s", DataType::String),
             ("u", DataType::UInt16),
+            ("us", dt(TimeUnit::Microseconds)),
+            ("us2", dt(TimeUnit::Microseconds)),
+            ("ms", dt(TimeUnit::Milliseconds)),
+            ("ns", dt(TimeUnit::Nanoseconds)),
         ]);
         assert!(packs(&s, &names(&["week", "hour"])));
         assert!(
@@ -122,13 +185,28 @@ mod tests {
             !packs(&s, &names(&["week"])),
             "one key is Polars' fast path already"
         );
-        assert!(!packs(&s, &names(&["week", "n"])), "64-bit keys do not");
+        assert!(!packs(&s, &names(&["week", "n"])), "64-bit integers do not");
         assert!(!packs(&s, &names(&["week", "s"])));
         assert!(!packs(&s, &names(&["week", "missing"])));
+        assert!(
+            packs(&s, &names(&["us", "hour"])),
+            "53 bits left for the datetime"
+        );
+        assert!(
+            !packs(&s, &names(&["us", "u"])),
+            "45 bits left: too few for µs"
+        );
+        assert!(packs(&s, &names(&["ms", "u"])), "45 bits: enough for ms");
+        assert!(!packs(&s, &names(&["us", "us2"])), "one datetime at most");
+        assert!(
+            !packs(&s, &names(&["ns", "hour"])),
+            "ns would leave ±52 days"
+        );
     }
 
     /// Equal packed keys exactly when the key tuples are equal (null equal
-    /// to null), over the ends of every type's range, negatives and nulls.
+    /// to null), over the ends of every type's range (a datetime's packed
+    /// range), negatives and nulls.
     #[test]
     fn packed_keys_are_equal_exactly_when_the_keys_are() {
         let a: Vec<Option<i8>> = vec![
@@ -185,10 +263,68 @@ mod tests {
             a.len() * b.len() * c.len(),
             "each tuple its own key"
         );
+
+        // A µs datetime beside an Int8: 53 bits, ±2^52 µs.
+        let edge = 1i64 << 52;
+        let t: Vec<Option<i64>> = vec![
+            Some(-edge),
+            Some(-1),
+            Some(0),
+            Some(1),
+            Some(edge - 1),
+            None,
+        ];
+        let h: Vec<Option<i8>> = vec![Some(-128), Some(0), Some(127), None];
+        let (mut tt, mut hh) = (Vec::new(), Vec::new());
+        for x in &t {
+            for y in &h {
+                tt.extend([*x, *x]);
+                hh.extend([*y, *y]);
+            }
+        }
+        let df = df!("t" => tt.clone(), "h" => hh.clone()).unwrap();
+        let df = df
+            .lazy()
+            .with_column(col("t").cast(dt(TimeUnit::Microseconds)))
+            .with_column(key(&names(&["t", "h"])))
+            .collect()
+            .unwrap();
+        let keys: Vec<i64> = df
+            .column(KEY)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let mut seen: HashMap<i64, (Option<i64>, Option<i8>)> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let pair = (tt[i], hh[i]);
+            assert_eq!(
+                *seen.entry(*k).or_insert(pair),
+                pair,
+                "key {k} packs two pairs"
+            );
+        }
+        assert_eq!(seen.len(), t.len() * h.len());
     }
 
     #[test]
-    fn a_wide_column_is_refused_not_truncated() {
+    fn a_datetime_beyond_its_range_fails_for_the_engine_to_group_unpacked() {
+        let edge = 1i64 << 52;
+        for bad in [edge, -edge - 1, i64::MAX, i64::MIN] {
+            let df = df!("t" => [Some(0i64), Some(bad)], "h" => [1i8, 2]).unwrap();
+            let err = df
+                .lazy()
+                .with_column(col("t").cast(dt(TimeUnit::Microseconds)))
+                .select([key(&names(&["t", "h"]))])
+                .collect()
+                .unwrap_err();
+            assert!(is_wide(&err.to_string()), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn columns_that_do_not_pack_are_refused_not_truncated() {
         let df = df!("a" => [1i8], "n" => [1i64]).unwrap();
         let err = df
             .lazy()
@@ -197,7 +333,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("packed group key: column n is i64"),
+                .contains("packed group key: columns of types"),
             "{err}"
         );
     }

@@ -63,6 +63,7 @@ impl EngineConfig {
                 max_pivot_columns: self.max_pivot_columns,
                 max_join_rows: self.max_join_rows,
                 sequential_float_sums: false,
+                unpacked_group_keys: false,
             },
             max_glob_matches: self.max_glob_matches,
             max_scratch_bytes: self.max_scratch_mb.saturating_mul(1 << 20),
