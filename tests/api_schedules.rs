@@ -431,10 +431,11 @@ async fn the_ledger_and_a_backfill_through_the_api(_p: PgPoolOptions, opts: PgCo
         clock,
         Some("test".into()),
     );
-    // Three hours later: three fire times, three runs.
-    s.pass(created + Duration::hours(3) + Duration::minutes(1))
-        .await
-        .unwrap();
+    // Three hours later: three fire times, three runs. Exactly three hours:
+    // an hourly cron has exactly three fire times in (created, created +
+    // 3 h], where a minute more held a fourth when the schedule was
+    // created in the last minute of an hour.
+    s.pass(created + Duration::hours(3)).await.unwrap();
     let (st, v) = api
         .call(
             Method::GET,
