@@ -32,7 +32,8 @@ impl RunScratch {
 }
 
 /// `name` in the scratch directory `dir`, which is made if missing. Where
-/// it cannot be made, writing the file fails with the path in its error.
+/// it cannot be made, writing the file there fails the node that needed it
+/// (as a full disk does).
 pub fn file_in(dir: &Path, name: &str) -> PathBuf {
     let _ = std::fs::create_dir_all(dir);
     dir.join(name)
