@@ -161,6 +161,20 @@ mod tests {
         DataType::Datetime(unit, None)
     }
 
+    /// Asserts that rows with the same packed key (column [`KEY`] of `df`)
+    /// hold the same tuple; returns how many keys there are.
+    fn one_key_per_tuple<T>(df: &DataFrame, tuples: &[T]) -> usize
+    where
+        T: PartialEq + std::fmt::Debug + Copy,
+    {
+        let keys = df.column(KEY).unwrap().i64().unwrap();
+        let mut seen: HashMap<i64, T> = HashMap::new();
+        for (k, t) in keys.into_no_null_iter().zip(tuples) {
+            assert_eq!(*seen.entry(k).or_insert(*t), *t, "key {k} packs two tuples");
+        }
+        seen.len()
+    }
+
     #[test]
     fn which_keys_pack() {
         let s = schema(&[
@@ -246,20 +260,12 @@ mod tests {
             .with_column(key(&names(&["a", "b", "c"])))
             .collect()
             .unwrap();
-        let keys: Vec<i64> = df
-            .column(KEY)
-            .unwrap()
-            .i64()
-            .unwrap()
-            .into_no_null_iter()
+        let tuples: Vec<_> = (0..rows.0.len())
+            .map(|i| (rows.0[i], rows.1[i], rows.2[i]))
             .collect();
-        let mut seen: HashMap<i64, (Option<i8>, Option<i32>, Option<u16>)> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            let t = (rows.0[i], rows.1[i], rows.2[i]);
-            assert_eq!(*seen.entry(*k).or_insert(t), t, "key {k} packs two tuples");
-        }
+        let distinct = one_key_per_tuple(&df, &tuples);
         assert_eq!(
-            seen.len(),
+            distinct,
             a.len() * b.len() * c.len(),
             "each tuple its own key"
         );
@@ -289,23 +295,8 @@ mod tests {
             .with_column(key(&names(&["t", "h"])))
             .collect()
             .unwrap();
-        let keys: Vec<i64> = df
-            .column(KEY)
-            .unwrap()
-            .i64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
-        let mut seen: HashMap<i64, (Option<i64>, Option<i8>)> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            let pair = (tt[i], hh[i]);
-            assert_eq!(
-                *seen.entry(*k).or_insert(pair),
-                pair,
-                "key {k} packs two pairs"
-            );
-        }
-        assert_eq!(seen.len(), t.len() * h.len());
+        let pairs: Vec<_> = tt.iter().zip(&hh).map(|(x, y)| (*x, *y)).collect();
+        assert_eq!(one_key_per_tuple(&df, &pairs), t.len() * h.len());
     }
 
     #[test]
