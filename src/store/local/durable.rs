@@ -65,48 +65,56 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// filesystem (ext4, XFS) commits renames in the order they were made, so
 /// a marker's rename is never on disk without the ones before it. On an
 /// error no temporary file is left, and nothing after the failing object
-/// is renamed.
+/// is renamed. One blocking task for the whole batch: a caller that stops
+/// waiting (a cancelled run) leaves it to finish or fail as a whole.
 pub(super) async fn put_in_order(bucket: &str, items: Vec<(PathBuf, String, Bytes)>) -> Result<()> {
-    let written =
-        futures_util::future::join_all(items.into_iter().map(|(target, key, data)| async move {
-            let t = target.clone();
-            let tmp = blocking(move || durable_tmp(&t, &data)).await;
-            (key, target, tmp)
-        }))
-        .await;
-    let mut moves: Vec<(String, PathBuf, PathBuf)> = Vec::with_capacity(written.len());
-    let mut first_err = None;
-    for (key, target, tmp) in written {
+    match blocking(move || Ok(write_in_order(&items))).await {
+        Ok(None) => Ok(()),
+        Ok(Some((key, e))) => Err(StoreError::io(bucket, &key, e)),
+        Err(e) => Err(StoreError::io(bucket, "", e)),
+    }
+}
+
+/// [`put_in_order`]'s blocking part; the first failure's key and error.
+fn write_in_order(items: &[(PathBuf, String, Bytes)]) -> Option<(String, std::io::Error)> {
+    let written: Vec<std::io::Result<PathBuf>> = std::thread::scope(|s| {
+        let flushes: Vec<_> = items
+            .iter()
+            .map(|(target, _, data)| s.spawn(move || durable_tmp(target, data)))
+            .collect();
+        flushes
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("write thread panicked")))
+            })
+            .collect()
+    });
+    let mut moves = Vec::with_capacity(items.len());
+    let mut failed = None;
+    for ((target, key, _), tmp) in items.iter().zip(written) {
         match tmp {
             Ok(tmp) => moves.push((key, tmp, target)),
             Err(e) => {
-                first_err.get_or_insert(StoreError::io(bucket, &key, e));
+                failed.get_or_insert((key.clone(), e));
             }
         }
     }
-    if let Some(err) = first_err {
+    if failed.is_some() {
         for (_, tmp, _) in &moves {
             let _ = std::fs::remove_file(tmp);
         }
-        return Err(err);
+        return failed;
     }
-    let failed = blocking(move || {
-        let mut moves = moves.into_iter();
-        while let Some((key, tmp, target)) = moves.next() {
-            if let Err(e) = rename_into_place(&tmp, &target) {
-                // Nothing after a failed one becomes visible.
-                for (_, tmp, _) in moves {
-                    let _ = std::fs::remove_file(tmp);
-                }
-                return Ok(Some((key, e)));
+    let mut moves = moves.into_iter();
+    while let Some((key, tmp, target)) = moves.next() {
+        if let Err(e) = rename_into_place(&tmp, target) {
+            // Nothing after a failed one becomes visible.
+            for (_, tmp, _) in moves {
+                let _ = std::fs::remove_file(tmp);
             }
+            return Some((key.clone(), e));
         }
-        Ok(None)
-    })
-    .await
-    .map_err(|e| StoreError::io(bucket, "", e))?;
-    match failed {
-        Some((key, e)) => Err(StoreError::io(bucket, &key, e)),
-        None => Ok(()),
     }
+    None
 }
