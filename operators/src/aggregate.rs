@@ -142,7 +142,10 @@ impl Operator for Aggregate {
             if split.packed {
                 f = f.with_column(packed_key::key(&self.by));
             }
-            let groups = exact_sum::finish(over(f, &split.inner)?, &parts);
+            let mut groups = exact_sum::finish(over(f, &split.inner)?, &parts);
+            if split.packed {
+                groups = groups.with_columns(packed_key::unpack(&input.schema, &self.by)?);
+            }
             over(groups, &split.outer)
         })?)
     }
@@ -216,7 +219,7 @@ struct Split {
     /// The projection and order, over the group-by's result as [`INPUT`].
     outer: String,
     /// The group-by is by [`packed_key::KEY`], which the input gets first;
-    /// the keys come back as their `min`s.
+    /// the keys come back from it ([`packed_key::unpack`]).
     packed: bool,
 }
 
@@ -242,10 +245,7 @@ fn two_phase_query(
     let mut floats: Vec<(String, String)> = Vec::new();
     let mut inner: Vec<String> = match packed {
         false => by.iter().map(|b| ident(b)).collect(),
-        true => by
-            .iter()
-            .map(|b| format!("min({0}) AS {0}", ident(b)))
-            .collect(),
+        true => vec![ident(packed_key::KEY)],
     };
     let mut outer: Vec<String> = by.iter().map(|b| ident(b)).collect();
     for a in aggregations {

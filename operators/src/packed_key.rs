@@ -5,7 +5,7 @@
 //! most of its time there. Each key contributes its bits and a validity
 //! bit, so two rows get the same packed key exactly when every key is
 //! equal (nulls equal to nulls, as in a group-by): the groups are the same,
-//! and the keys' values come back from the group as `min`s.
+//! and the keys' values come back from each group's packed key ([`unpack`]).
 //!
 //! Integers of 32 bits or fewer and dates take a fixed width. One
 //! `datetime` in milliseconds or microseconds may take the bits left over,
@@ -97,6 +97,63 @@ pub fn key(by: &[String]) -> Expr {
     .alias(KEY)
 }
 
+/// The group keys `by` of `schema` back from column [`KEY`], one
+/// expression each (named as the key, of its type), for the group-by's
+/// result: a few rows per group instead of a `min` per key per input row.
+pub fn unpack(schema: &Schema, by: &[String]) -> PolarsResult<Vec<Expr>> {
+    let dtypes: Vec<DataType> = by
+        .iter()
+        .map(|b| schema.try_get(b.as_str()).cloned())
+        .collect::<PolarsResult<_>>()?;
+    let refs: Vec<&DataType> = dtypes.iter().collect();
+    let Some(widths) = widths(&refs) else {
+        polars_bail!(ComputeError: "packed group key: columns of types {:?} do not pack", dtypes);
+    };
+    // The last key is in the lowest bits.
+    let mut shift = 0u32;
+    let mut exprs = Vec::with_capacity(by.len());
+    for ((name, dtype), w) in by.iter().zip(dtypes).zip(widths).rev() {
+        let at = shift;
+        shift += w + 1;
+        let out = Field::new(name.as_str().into(), dtype.clone());
+        exprs.push(
+            col(KEY)
+                .map(
+                    move |c: Column| unpack_one(&c, at, w, &dtype).map(Column::from),
+                    move |_: &Schema, _: &Field| Ok(out.clone()),
+                )
+                .alias(name.as_str()),
+        );
+    }
+    exprs.reverse();
+    Ok(exprs)
+}
+
+/// One key of width `w` at bit `at` of each packed key: [`pack`] undone.
+fn unpack_one(keys: &Column, at: u32, w: u32, dtype: &DataType) -> PolarsResult<Series> {
+    let keys = keys.i64()?;
+    let mask = (1u64 << w) - 1;
+    let wide = matches!(dtype, DataType::Datetime(..));
+    let signed = dtype.to_physical().is_signed_integer();
+    let values: Int64Chunked = keys
+        .iter()
+        .map(|k| {
+            let part = (k? as u64) >> at;
+            if part & (1 << w) == 0 {
+                return None;
+            }
+            let x = part & mask;
+            Some(match (wide, signed) {
+                (true, _) => x as i64 - (1i64 << (w - 1)),
+                // Sign-extended from `w` bits.
+                (false, true) => ((x << (64 - w)) as i64) >> (64 - w),
+                (false, false) => x as i64,
+            })
+        })
+        .collect();
+    values.into_series().cast(&dtype.to_physical())?.cast(dtype)
+}
+
 /// One batch: for each column in turn, the key shifts left by the column's
 /// width plus one and takes its validity bit and its value's low bits (0
 /// for a null); a datetime's value is offset by half its range first.
@@ -175,6 +232,16 @@ mod tests {
         seen.len()
     }
 
+    /// Asserts that [`unpack`] gives columns `by` of `df` back from [`KEY`]:
+    /// values, nulls and types.
+    fn unpacks(df: &DataFrame, by: &[&str]) {
+        let exprs = unpack(df.schema(), &names(by)).unwrap();
+        let back = df.clone().lazy().select(exprs).collect().unwrap();
+        let want = df.select(by.iter().copied()).unwrap();
+        assert_eq!(back.schema(), want.schema());
+        assert!(back.equals_missing(&want), "{back}\n{want}");
+    }
+
     #[test]
     fn which_keys_pack() {
         let s = schema(&[
@@ -219,8 +286,8 @@ mod tests {
     }
 
     /// Equal packed keys exactly when the key tuples are equal (null equal
-    /// to null), over the ends of every type's range (a datetime's packed
-    /// range), negatives and nulls.
+    /// to null), and each key unpacked back as it was, over the ends of
+    /// every type's range (a datetime's packed range), negatives and nulls.
     #[test]
     fn packed_keys_are_equal_exactly_when_the_keys_are() {
         let a: Vec<Option<i8>> = vec![
@@ -269,6 +336,7 @@ mod tests {
             a.len() * b.len() * c.len(),
             "each tuple its own key"
         );
+        unpacks(&df, &["a", "b", "c"]);
 
         // A µs datetime beside an Int8: 53 bits, ±2^52 µs.
         let edge = 1i64 << 52;
@@ -297,6 +365,7 @@ mod tests {
             .unwrap();
         let pairs: Vec<_> = tt.iter().zip(&hh).map(|(x, y)| (*x, *y)).collect();
         assert_eq!(one_key_per_tuple(&df, &pairs), t.len() * h.len());
+        unpacks(&df, &["t", "h"]);
     }
 
     #[test]
