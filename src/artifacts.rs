@@ -122,11 +122,7 @@ fn footer_null_counts(md: &ParquetMetaData, schema: &Schema) -> Option<Vec<u64>>
 
 /// Null counts per column by a streaming pass over the file.
 fn scanned_null_counts(path: &Path) -> Result<Vec<u64>, String> {
-    let scan = LazyFrame::scan_parquet(
-        PlRefPath::new(path.to_string_lossy().as_ref()),
-        ScanArgsParquet::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let scan = crate::parquet_scan::scan(path).map_err(|e| e.to_string())?;
     let counts = scan
         .select([all().as_expr().null_count()])
         .collect_with_engine(Engine::Streaming)

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod inspect;
 pub mod limits;
 pub mod outputs;
+pub mod parquet_scan;
 pub mod retry;
 pub mod sandbox;
 pub mod schemas;

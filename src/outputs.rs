@@ -12,12 +12,9 @@ pub const MAX_PREVIEW_CELL_CHARS: usize = 1_000;
 
 /// The first `rows` rows of a Parquet file as a JSON array of objects.
 pub fn preview(parquet: &Path, rows: usize) -> Result<serde_json::Value, String> {
-    let mut lf = LazyFrame::scan_parquet(
-        PlRefPath::new(parquet.to_string_lossy().as_ref()),
-        ScanArgsParquet::default(),
-    )
-    .map_err(|e| e.to_string())?
-    .limit(rows as IdxSize);
+    let mut lf = crate::parquet_scan::scan(parquet)
+        .map_err(|e| e.to_string())?
+        .limit(rows as IdxSize);
     let schema = lf.collect_schema().map_err(|e| e.to_string())?;
     let capped: Vec<Expr> = schema
         .iter()
@@ -54,11 +51,7 @@ pub fn preview(parquet: &Path, rows: usize) -> Result<serde_json::Value, String>
 
 /// Writes a Parquet file's rows as CSV (with a header) to `csv`.
 pub fn parquet_to_csv(parquet: &Path, csv: &Path) -> Result<(), String> {
-    let lf = LazyFrame::scan_parquet(
-        PlRefPath::new(parquet.to_string_lossy().as_ref()),
-        ScanArgsParquet::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let lf = crate::parquet_scan::scan(parquet).map_err(|e| e.to_string())?;
     let target = SinkTarget::Path(PlRefPath::new(csv.to_string_lossy().as_ref()));
     lf.sink(
         SinkDestination::File { target },

@@ -17,10 +17,7 @@ impl Ready {
         match self {
             Ready::Frame(df) => Ok(df.clone().lazy()),
             Ready::Shared(s) => Ok(s.scan.clone()),
-            Ready::Path(p) => LazyFrame::scan_parquet(
-                PlRefPath::new(p.to_string_lossy().as_ref()),
-                ScanArgsParquet::default(),
-            ),
+            Ready::Path(p) => crate::parquet_scan::scan(p),
         }
     }
 }

@@ -174,7 +174,8 @@ impl Engine {
 
         let scratch = scratch::RunScratch::new(&self.scratch);
         let budget = Arc::new(scratch::ScratchBudget::new(opts.limits.max_scratch_bytes));
-        let files = ingest::SourceFiles::new(scratch.path().join("sources"), budget.clone());
+        let files = ingest::SourceFiles::new(scratch.path().join("sources"), budget.clone())
+            .trimming_above(opts.trim_sources_above_bytes);
         // A retried run overwrites its own folder: remove the old commit
         // marker before anything is written there (so the folder never
         // looks complete mid-retry), while the sources are resolved.

@@ -30,6 +30,10 @@ pub struct RunOptions {
     /// With [`Streaming::Auto`]: a unit whose sources add up to more bytes
     /// than this runs on the streaming engine (a row-wise unit always does).
     pub streaming_above_bytes: u64,
+    /// Sources of this many bytes or more are scanned through mappings
+    /// whose resident pages are let go behind the scan (see
+    /// `engine::ingest::mapped`); smaller ones Polars maps itself.
+    pub trim_sources_above_bytes: u64,
     pub events: Option<mpsc::UnboundedSender<Event>>,
     /// Cancelled to stop between nodes (and cut retry waits short); the
     /// run ends `cancelled`. A worker hands each run a child of its own.
@@ -73,6 +77,7 @@ impl RunOptions {
             concurrency: 4,
             streaming: Streaming::Auto,
             streaming_above_bytes: DEFAULT_STREAMING_ABOVE_BYTES,
+            trim_sources_above_bytes: crate::engine::ingest::DEFAULT_TRIM_ABOVE_BYTES,
             events: None,
             cancel: CancellationToken::new(),
             limits: Default::default(),

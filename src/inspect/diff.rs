@@ -251,10 +251,7 @@ async fn output(
 }
 
 fn scan(p: &std::path::Path) -> PolarsResult<LazyFrame> {
-    LazyFrame::scan_parquet(
-        PlRefPath::new(p.to_string_lossy().as_ref()),
-        ScanArgsParquet::default(),
-    )
+    crate::parquet_scan::scan(p)
 }
 
 fn to_json(mut df: DataFrame) -> PolarsResult<Value> {

@@ -25,6 +25,9 @@ pub struct SourceFiles {
     files: Mutex<HashMap<String, Arc<OnceCell<(Downloaded, PathBuf)>>>>,
     /// Every download is charged to the run's scratch budget first.
     budget: Arc<crate::engine::scratch::ScratchBudget>,
+    /// Files this large or larger are scanned through trimmed mappings
+    /// ([`SourceData::files`]).
+    trim_above: u64,
 }
 
 impl SourceFiles {
@@ -34,7 +37,14 @@ impl SourceFiles {
             dir,
             files: Mutex::new(HashMap::new()),
             budget,
+            trim_above: super::DEFAULT_TRIM_ABOVE_BYTES,
         }
+    }
+
+    /// Scans files of `bytes` or more through trimmed mappings.
+    pub fn trimming_above(mut self, bytes: u64) -> Self {
+        self.trim_above = bytes;
+        self
     }
 
     /// The object's file in the scratch directory, downloaded (and
@@ -132,5 +142,5 @@ pub async fn fetch(
     for o in objects {
         paths.push(files.path(store, bucket, o).await?);
     }
-    Ok(SourceData::Paths(paths))
+    Ok(SourceData::files(paths, files.trim_above))
 }

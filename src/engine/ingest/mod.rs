@@ -19,10 +19,12 @@ use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 mod files;
 mod iso;
+mod mapped;
 mod schema;
 pub mod temporal;
 
 pub use files::{SourceFiles, fetch};
+pub use mapped::DEFAULT_TRIM_ABOVE_BYTES;
 pub use schema::parquet_schema;
 
 /// The characters that make a source key a glob.
@@ -122,15 +124,28 @@ async fn resolve_key(
 /// Where the bytes of the sources are.
 #[derive(Clone)]
 pub enum SourceData {
-    Paths(Vec<PathBuf>),
+    /// Local files, and what Polars scans them as: made once, so every
+    /// scan of the unit reads one source (one mapping; one scan where
+    /// Polars shares common subplans).
+    Paths {
+        paths: Vec<PathBuf>,
+        scan: ScanSources,
+    },
     /// Only the schema (read from Parquet footers): enough to plan.
     Schema(SchemaRef),
 }
 
 impl SourceData {
+    /// The files `paths`, those of `trim_above` bytes or more read through
+    /// mappings whose pages are let go behind the scan ([`mapped`]).
+    pub fn files(paths: Vec<PathBuf>, trim_above: u64) -> SourceData {
+        let scan = mapped::scan_sources(&paths, trim_above);
+        SourceData::Paths { paths, scan }
+    }
+
     fn len(&self) -> usize {
         match self {
-            SourceData::Paths(p) => p.len(),
+            SourceData::Paths { paths, .. } => paths.len(),
             SourceData::Schema(_) => 1,
         }
     }
@@ -138,27 +153,21 @@ impl SourceData {
     /// Only the i-th source (to find which file is malformed).
     pub fn single(&self, i: usize) -> SourceData {
         match self {
-            SourceData::Paths(p) => SourceData::Paths(vec![p[i].clone()]),
+            SourceData::Paths { paths, .. } => SourceData::files(vec![paths[i].clone()], u64::MAX),
             SourceData::Schema(s) => SourceData::Schema(s.clone()),
         }
     }
 
     fn sources(&self) -> ScanSources {
         match self {
-            SourceData::Paths(p) => {
-                let paths: Vec<PlRefPath> = p
-                    .iter()
-                    .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
-                    .collect();
-                ScanSources::Paths(paths.into())
-            }
+            SourceData::Paths { scan, .. } => scan.clone(),
             SourceData::Schema(_) => ScanSources::Buffers(Arc::from(Vec::new())),
         }
     }
 
     fn read_all(&self) -> std::io::Result<Vec<Vec<u8>>> {
         match self {
-            SourceData::Paths(p) => p.iter().map(std::fs::read).collect(),
+            SourceData::Paths { paths, .. } => paths.iter().map(std::fs::read).collect(),
             SourceData::Schema(_) => Ok(Vec::new()),
         }
     }
@@ -202,7 +211,7 @@ pub fn scan(cfg: &IngestionConfig, data: &SourceData) -> PolarsResult<LazyFrame>
             });
         }
         Format::Parquet => {
-            LazyFrame::scan_parquet_sources(data.sources(), ScanArgsParquet::default())?
+            LazyFrame::scan_parquet_sources(data.sources(), crate::parquet_scan::args())?
         }
         Format::Ndjson => {
             let mut r = LazyJsonLineReader::new_with_sources(data.sources());
@@ -291,10 +300,10 @@ fn csv_reader(
 /// The first rows of the first file, the named columns as text: the
 /// sample a date format is inferred from.
 fn sample(cfg: &IngestionConfig, data: &SourceData, names: &[String]) -> Option<DataFrame> {
-    let SourceData::Paths(p) = data else {
+    let SourceData::Paths { paths, .. } = data else {
         return None;
     };
-    let first = SourceData::Paths(vec![p.first()?.clone()]);
+    let first = SourceData::files(vec![paths.first()?.clone()], u64::MAX);
     let mut text = overrides(cfg).unwrap_or_default();
     for n in names {
         text.with_column(n.as_str().into(), DataType::String);

@@ -147,7 +147,8 @@ pub fn plan(
             None => to_infer.push((index, o.name.clone(), dtype)),
         }
     }
-    if to_infer.is_empty() || !matches!(data, SourceData::Paths(p) if !p.is_empty()) {
+    if to_infer.is_empty() || !matches!(data, SourceData::Paths { paths, .. } if !paths.is_empty())
+    {
         return out;
     }
     let names: Vec<String> = to_infer.iter().map(|(_, n, _)| n.clone()).collect();

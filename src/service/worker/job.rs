@@ -209,6 +209,7 @@ impl Worker {
                 concurrency: self.config.engine.concurrency,
                 streaming: self.config.engine.streaming,
                 streaming_above_bytes: self.config.engine.streaming_above_bytes(),
+                trim_sources_above_bytes: crate::engine::ingest::DEFAULT_TRIM_ABOVE_BYTES,
                 events: Some(tx),
                 cancel: held.clone(),
                 limits: self.config.engine.limits(),
