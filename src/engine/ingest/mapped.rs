@@ -26,7 +26,7 @@ use polars_buffer::Buffer;
 pub const DEFAULT_TRIM_ABOVE_BYTES: u64 = 64 << 20;
 
 /// How often the mapped sources' resident pages are let go.
-pub const TRIM_EVERY: Duration = Duration::from_millis(50);
+pub const TRIM_EVERY: Duration = Duration::from_millis(20);
 
 /// One source file, mapped read-only.
 pub(crate) struct Mapped(memmap2::Mmap);
