@@ -6,10 +6,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// Bytes of a file mapped at once while hashing it: resident while it is
-/// hashed, beside the scan of the same source (64 MiB put up to 48 MiB
-/// more on a cold run's peak RSS for no faster hashing).
-pub(crate) const HASH_WINDOW: u64 = 16 << 20;
+/// Bytes of a file mapped at once while hashing it.
+pub(crate) const HASH_WINDOW: u64 = 64 << 20;
 
 /// blake3 of a local file, multi-threaded, through one memory-mapped window
 /// of `HASH_WINDOW` bytes at a time. Mapping the whole file (what
