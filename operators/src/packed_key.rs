@@ -79,6 +79,13 @@ fn widths(dtypes: &[&DataType]) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// [`widths`], or the error of columns that do not pack.
+fn packing(dtypes: &[&DataType]) -> PolarsResult<Vec<u32>> {
+    widths(dtypes).ok_or_else(
+        || polars_err!(ComputeError: "packed group key: columns of types {:?} do not pack", dtypes),
+    )
+}
+
 /// Whether group keys `by` of `schema` pack into one Int64 ([`widths`]).
 pub fn packs(schema: &Schema, by: &[String]) -> bool {
     let dtypes: Option<Vec<&DataType>> = by.iter().map(|b| schema.get(b.as_str())).collect();
@@ -105,12 +112,8 @@ pub fn unpack(schema: &Schema, by: &[String]) -> PolarsResult<Vec<Expr>> {
         .iter()
         .map(|b| schema.try_get(b.as_str()).cloned())
         .collect::<PolarsResult<_>>()?;
-    let refs: Vec<&DataType> = dtypes.iter().collect();
-    let Some(widths) = widths(&refs) else {
-        polars_bail!(ComputeError: "packed group key: columns of types {:?} do not pack", dtypes);
-    };
-    // The last key is in the lowest bits.
-    let mut shift = 0u32;
+    let widths = packing(&dtypes.iter().collect::<Vec<_>>())?;
+    let mut shift = 0u32; // the last key is in the lowest bits
     let mut exprs = Vec::with_capacity(by.len());
     for ((name, dtype), w) in by.iter().zip(dtypes).zip(widths).rev() {
         let at = shift;
@@ -159,10 +162,7 @@ fn unpack_one(keys: &Column, at: u32, w: u32, dtype: &DataType) -> PolarsResult<
 /// for a null); a datetime's value is offset by half its range first.
 fn pack(cols: &mut [Column]) -> PolarsResult<Series> {
     let n = cols.first().map_or(0, |c| c.len());
-    let dtypes: Vec<&DataType> = cols.iter().map(|c| c.dtype()).collect();
-    let Some(widths) = widths(&dtypes) else {
-        polars_bail!(ComputeError: "packed group key: columns of types {:?} do not pack", dtypes);
-    };
+    let widths = packing(&cols.iter().map(|c| c.dtype()).collect::<Vec<_>>())?;
     let mut keys = vec![0u64; n];
     for (c, w) in cols.iter().zip(widths) {
         polars_ensure!(c.len() == n, ComputeError: "packed group key: columns of different lengths");
