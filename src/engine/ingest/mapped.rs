@@ -61,8 +61,8 @@ impl AsRef<[u8]> for Owner {
 /// The scan sources of `paths`: buffers of mappings trimmed in the
 /// background when a file is at least `trim_above` bytes (every file
 /// mapped then, the small ones untrimmed), else the paths, for Polars to
-/// map. Falls back to the paths when a file cannot be mapped here (an
-/// empty file, say), so Polars reports what it would have.
+/// map. Falls back to the paths when a file is missing, empty or cannot
+/// be mapped here, so Polars reports what it would have.
 pub fn scan_sources(paths: &[PathBuf], trim_above: u64) -> ScanSources {
     let as_paths = || {
         let p: Vec<PlRefPath> = paths
