@@ -44,8 +44,10 @@ fn name(p: &str, what: &str) -> PlSmallStr {
 }
 
 /// The per-row columns the group-by reduces, from the argument `{p}_a`
-/// (Float64): `{p}_i` the value on the grid (Int128), `{p}_big` |x|, or
-/// +∞ for a value off the grid (Float64; null for null), and for a mean
+/// (Float64): `{p}_i` the value on the grid (Int128), `{p}_big` |x|
+/// rounded up to a Float32 (a bound is all [`combine`] needs, and a group
+/// set aside by the streaming engine carries it per row: 4 bytes, not 8),
+/// or +∞ for a value off the grid (null for null), and for a mean
 /// `{p}_c`, "has a value" (Int64, 0 or 1; pruned where unused).
 pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     let mut cols = Vec::new();
@@ -62,17 +64,24 @@ pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
                 .alias(name(p, "c")),
         );
         cols.push(
-            grid_map::<Float64Type, _>(a, DataType::Float64, |x| {
+            grid_map::<Float32Type, _>(a, DataType::Float32, |x| {
                 if grid(x).is_some() {
-                    x.abs()
+                    at_least(x.abs())
                 } else {
-                    f64::INFINITY
+                    f32::INFINITY
                 }
             })
             .alias(name(p, "big")),
         );
     }
     lf.with_columns(cols)
+}
+
+/// The nearest Float32 at or above `v` (≥ 0, finite: below 2^62 here).
+#[inline]
+fn at_least(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) < v { f.next_up() } else { f }
 }
 
 /// `x · 2^64` as an integer when that is exact and |x| < 2^62, read from
@@ -180,6 +189,7 @@ fn combine(cols: &mut [Column]) -> PolarsResult<Series> {
         polars_bail!(ComputeError: "exact sum: expected 3 columns, got {}", cols.len());
     };
     let i = i.cast(&DataType::Int128)?.i128()?.clone();
+    // |x| rounded up to a Float32: a bound, and exact in Float64.
     let big = big.cast(&DataType::Float64)?.f64()?.clone();
     let rows = rows.cast(&DataType::Float64)?.f64()?.clone();
     let mut out: Vec<Option<f64>> = Vec::with_capacity(i.len());
@@ -317,6 +327,25 @@ mod tests {
         for x in xs {
             assert_eq!(grid(x), by_cast(x), "{x:e} ({:#x})", x.to_bits());
         }
+    }
+
+    #[test]
+    fn magnitudes_round_up_to_a_float32_bound() {
+        for v in [
+            0.0,
+            0.1,
+            1.0 / 3.0,
+            1.0,
+            16_777_217.0,
+            2f64.powi(62) - 1024.0,
+            5e-324,
+        ] {
+            let f = at_least(v);
+            assert!(f64::from(f) >= v, "{v:e} -> {f:e}");
+            // The nearest such Float32: one step down is below v.
+            assert!(f == 0.0 || f64::from(f.next_down()) < v, "{v:e} -> {f:e}");
+        }
+        assert_eq!(at_least(0.5), 0.5, "exact values stay");
     }
 
     /// `f64 → i128` as Polars' cast does it: toward zero, none when out of
