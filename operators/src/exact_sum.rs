@@ -45,8 +45,8 @@ fn name(p: &str, what: &str) -> PlSmallStr {
 
 /// The per-row columns the group-by reduces, from the argument `{p}_a`
 /// (Float64): `{p}_i` the value on the grid (Int128), `{p}_big` |x|
-/// rounded up to a Float32 (a bound is all [`combine`] needs, and a group
-/// set aside by the streaming engine carries it per row: 4 bytes, not 8),
+/// rounded up to a Float32 (a bound is all [`combine`] needs, and every
+/// row a streaming group-by sets aside carries it: 4 bytes, not 8),
 /// or +∞ for a value off the grid (null for null), and for a mean
 /// `{p}_c`, "has a value" (Int64, 0 or 1; pruned where unused).
 pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
