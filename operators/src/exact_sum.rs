@@ -57,12 +57,7 @@ pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
             grid_map::<Int128Type, _>(a.clone(), DataType::Int128, |x| grid(x).unwrap_or(0))
                 .alias(name(p, "i")),
         );
-        cols.push(
-            a.clone()
-                .is_not_null()
-                .cast(DataType::Int64)
-                .alias(name(p, "c")),
-        );
+        cols.push(a.clone().is_not_null().alias(name(p, "c")));
         cols.push(
             grid_map::<Float32Type, _>(a, DataType::Float32, |x| {
                 if grid(x).is_some() {
