@@ -48,7 +48,7 @@ fn name(p: &str, what: &str) -> PlSmallStr {
 /// rounded up to a Float32 (a bound is all [`combine`] needs, and every
 /// row a streaming group-by sets aside carries it: 4 bytes, not 8),
 /// or +∞ for a value off the grid (null for null), and for a mean
-/// `{p}_c`, "has a value" (Int64, 0 or 1; pruned where unused).
+/// `{p}_c`, "has a value" (Boolean, summed into a count; pruned where unused).
 pub fn per_row(lf: LazyFrame, parts: &[String]) -> LazyFrame {
     let mut cols = Vec::new();
     for p in parts {
