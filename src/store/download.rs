@@ -189,21 +189,22 @@ async fn of_version(
         end = rest;
     }
     drop(reader);
-    let whole = match end {
-        Ok(true) if got >= listed.size => Ok(true),
-        Ok(false) => {
-            tracing::debug!(
+    let whole = if matches!(end, Ok(true)) && got >= listed.size {
+        Ok(true)
+    } else {
+        match &end {
+            Ok(false) => tracing::debug!(
                 key,
                 bytes_per_sec = rate as u64,
                 "one connection is slow, the rest as parts"
-            );
-            parts_into(store, bucket, listed, got, &writer).await
+            ),
+            Err(e) => {
+                tracing::debug!(key, at = got, error = %e, "stream cut short, the rest as parts")
+            }
+            // Ended early without an error: the rest as parts too.
+            Ok(true) => {}
         }
-        Ok(true) => parts_into(store, bucket, listed, got, &writer).await,
-        Err(e) => {
-            tracing::debug!(key, at = got, error = %e, "stream cut short, the rest as parts");
-            parts_into(store, bucket, listed, got, &writer).await
-        }
+        parts_into(store, bucket, listed, got, &writer).await
     };
     let complete = matches!(whole, Ok(true));
     let (blake3, total) = writer.finish(whole.map(|_| ())).await?;
